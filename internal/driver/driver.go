@@ -1,0 +1,125 @@
+// Package driver defines the runtime seam: how the agent starts, stops,
+// inspects and reattaches to workloads. Implementations live in
+// sub-packages (docker, mock, later oci and process) and all pass the
+// drivertest conformance suite.
+package driver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Labels set on every workload so the agent can find and reattach to it.
+const (
+	LabelManaged   = "berth.managed" // always "true"
+	LabelApp       = "berth.app"
+	LabelInstance  = "berth.instance"
+	LabelRevision  = "berth.revision"
+	LabelNamespace = "berth.namespace"
+	LabelNode      = "berth.node"
+)
+
+// ErrNotFound is returned for a workload handle the runtime does not know.
+var ErrNotFound = errors.New("driver: workload not found")
+
+// PortBinding publishes ContainerPort on the host's HostPort.
+type PortBinding struct {
+	Name          string
+	ContainerPort int
+	HostPort      int
+	// Protocol is "tcp" or "udp".
+	Protocol string
+}
+
+// Task is everything a driver needs to run one instance.
+type Task struct {
+	// InstanceID is berth's instance ID; drivers name the workload after it.
+	InstanceID string
+	Namespace  string
+	App        string
+	Revision   int64
+	Image      string
+	// Command replaces the entrypoint when non-empty; Args the default args.
+	Command []string
+	Args    []string
+	Env     map[string]string
+	// CPUMilli and MemoryBytes are limits; zero means unlimited.
+	CPUMilli    int64
+	MemoryBytes int64
+	Ports       []PortBinding
+	// Labels are added to the driver's own labels (Label* constants),
+	// which take precedence.
+	Labels map[string]string
+}
+
+// Workload states as reported by Inspect and List.
+const (
+	StateCreated = "created"
+	StateRunning = "running"
+	StateExited  = "exited"
+)
+
+// Status describes one workload.
+type Status struct {
+	// ID is the driver's handle (a container ID for docker).
+	ID string
+	// InstanceID comes from the workload's berth.instance label.
+	InstanceID string
+	State      string
+	ExitCode   int
+	// Error is the runtime's own error text, if it recorded one.
+	Error      string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Labels     map[string]string
+}
+
+// LogOptions select what Logs returns.
+type LogOptions struct {
+	Follow bool
+	// Tail is how many lines from the end; 0 means all.
+	Tail int
+	// Timestamps prefixes each line with an RFC 3339 timestamp.
+	Timestamps bool
+}
+
+// ExecResult is the outcome of Exec.
+type ExecResult struct {
+	ExitCode int
+	// Output is combined stdout and stderr, truncated to a few KiB.
+	Output string
+}
+
+// Driver runs workloads on one node. Methods are safe for concurrent use.
+type Driver interface {
+	// Name is how specs and nodes refer to the driver ("docker").
+	Name() string
+	// Available returns nil if the driver can run workloads on this node,
+	// or an error saying why not.
+	Available(ctx context.Context) error
+	// Start creates and starts a workload for t, pulling its image if it is
+	// missing, and returns its handle. A pull or start failure is returned
+	// with the runtime's message; nothing is left behind on failure.
+	Start(ctx context.Context, t Task) (string, error)
+	// Restart starts an existing, exited workload again, keeping its ID.
+	Restart(ctx context.Context, id string) error
+	// Stop sends SIGTERM, waits up to grace, then kills. Stopping an exited
+	// workload is not an error.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Remove deletes the workload; removing a missing one is not an error.
+	Remove(ctx context.Context, id string) error
+	// Inspect returns the workload's status or ErrNotFound.
+	Inspect(ctx context.Context, id string) (Status, error)
+	// List returns every workload this driver manages on the node (found
+	// by LabelManaged), running or not.
+	List(ctx context.Context) ([]Status, error)
+	// Wait blocks until the workload is no longer running (or ctx ends)
+	// and returns its status.
+	Wait(ctx context.Context, id string) (Status, error)
+	// Logs streams the workload's stdout and stderr as plain lines.
+	Logs(ctx context.Context, id string, opts LogOptions) (io.ReadCloser, error)
+	// Exec runs cmd inside the running workload and waits for it.
+	Exec(ctx context.Context, id string, cmd []string) (ExecResult, error)
+}

@@ -1,0 +1,39 @@
+package model
+
+import "fmt"
+
+// Store key prefixes. Every object lives under one of these.
+const (
+	PrefixApps       = "/apps/"
+	PrefixRevisions  = "/revisions/"
+	PrefixInstances  = "/instances/"
+	PrefixNodes      = "/nodes/"
+	PrefixPlacements = "/placements/"
+	PrefixEvents     = "/events/"
+	PrefixMeta       = "/meta/"
+)
+
+// AppKey is where an app is stored.
+func AppKey(ns, name string) string { return PrefixApps + ns + "/" + name }
+
+// RevisionPrefix holds every revision of one app.
+func RevisionPrefix(ns, app string) string { return PrefixRevisions + ns + "/" + app + "/" }
+
+// RevisionKey is where one revision is stored; numbers are zero-padded so
+// keys sort by number.
+func RevisionKey(ns, app string, n int64) string {
+	return fmt.Sprintf("%s%010d", RevisionPrefix(ns, app), n)
+}
+
+// InstanceKey is where an instance is stored.
+func InstanceKey(ns, id string) string { return PrefixInstances + ns + "/" + id }
+
+// NodeKey is where a node is stored.
+func NodeKey(name string) string { return PrefixNodes + name }
+
+// PlacementKey is bumped by every plan that places onto the node, so two
+// plans built from the same snapshot cannot both commit (see scheduler).
+func PlacementKey(node string) string { return PrefixPlacements + node }
+
+// EventKey is where an event is stored.
+func EventKey(seq int64) string { return fmt.Sprintf("%s%016d", PrefixEvents, seq) }

@@ -1,0 +1,41 @@
+package model
+
+import "time"
+
+// Node states.
+const (
+	NodeReady = "ready"
+	NodeDown  = "down"
+)
+
+// Node is a host that runs instances. Its agent writes it at start and on
+// every heartbeat.
+type Node struct {
+	Name     string            `json:"name"`
+	Hostname string            `json:"hostname"`
+	Address  string            `json:"address,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	// Capacity is what the node offers to instances.
+	Capacity Resources `json:"capacity"`
+	// Drivers lists the drivers that work on this node.
+	Drivers []string `json:"drivers"`
+	// PortRange is the range host ports are assigned from, inclusive.
+	PortRange     [2]int    `json:"portRange"`
+	Status        string    `json:"status"`
+	Cordoned      bool      `json:"cordoned,omitempty"`
+	Version       string    `json:"version,omitempty"`
+	LastHeartbeat time.Time `json:"lastHeartbeat"`
+}
+
+// DefaultPortRange is where assigned host ports come from.
+var DefaultPortRange = [2]int{20000, 32767}
+
+// HasDriver reports whether the node advertises driver name.
+func (n *Node) HasDriver(name string) bool {
+	for _, d := range n.Drivers {
+		if d == name {
+			return true
+		}
+	}
+	return false
+}
