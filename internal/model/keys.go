@@ -25,8 +25,14 @@ func RevisionKey(ns, app string, n int64) string {
 	return fmt.Sprintf("%s%010d", RevisionPrefix(ns, app), n)
 }
 
+// InstancePrefix holds every instance of one app.
+func InstancePrefix(ns, app string) string { return PrefixInstances + ns + "/" + app + "/" }
+
 // InstanceKey is where an instance is stored.
-func InstanceKey(ns, id string) string { return PrefixInstances + ns + "/" + id }
+func InstanceKey(ns, app, id string) string { return InstancePrefix(ns, app) + id }
+
+// Key is where the instance is stored.
+func (i *Instance) Key() string { return InstanceKey(i.Namespace, i.App, i.ID) }
 
 // NodeKey is where a node is stored.
 func NodeKey(name string) string { return PrefixNodes + name }
