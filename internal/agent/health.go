@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/berth-dev/berth/internal/driver"
+	"github.com/berth-dev/berth/internal/model"
+)
+
+// checkHealth probes a running workload until ctx ends, recording
+// healthy/unhealthy transitions. The first probe runs as soon as the grace
+// period is over; an instance turns unhealthy after Retries consecutive
+// failures and healthy on the first success.
+func (r *runner) checkHealth(ctx context.Context, in *model.Instance, spec *model.AppSpec, drv driver.Driver, cid string) {
+	h := spec.Health
+	interval, timeout, retries := h.Interval.Duration, h.Timeout.Duration, h.Retries
+	if interval <= 0 {
+		interval = model.DefaultHealthInterval
+	}
+	if timeout <= 0 {
+		timeout = model.DefaultHealthTimeout
+	}
+	if retries <= 0 {
+		retries = model.DefaultHealthRetries
+	}
+	if !sleepCtx(ctx, h.GracePeriod.Duration) {
+		return
+	}
+	state, fails := model.HealthUnknown, 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		err := probe(pctx, h, in, spec, drv, cid)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			fails = 0
+			if state != model.HealthHealthy {
+				state = model.HealthHealthy
+				r.setStatus(ctx, func(s *model.InstanceStatus) { s.Health, s.Message = state, "" })
+				r.a.o.Events.Normal(ctx, in, "Healthy", "health check passed")
+			}
+		default:
+			fails++
+			// Before the first success, a slow starter is "unknown", not
+			// unhealthy, until Retries probes have failed.
+			if fails >= retries && state != model.HealthUnhealthy {
+				state = model.HealthUnhealthy
+				msg := err.Error()
+				r.setStatus(ctx, func(s *model.InstanceStatus) { s.Health, s.Message = state, msg })
+				r.a.o.Events.Warning(ctx, in, "Unhealthy", "health check failed %d times: %s", fails, msg)
+			}
+		}
+		// Probe quickly until the first verdict so --wait is not held up
+		// by a long interval.
+		wait := interval
+		if state == model.HealthUnknown && wait > 250*time.Millisecond {
+			wait = 250 * time.Millisecond
+		}
+		if !sleepCtx(ctx, wait) {
+			return
+		}
+	}
+}
+
+// probe runs one health check.
+func probe(ctx context.Context, h *model.HealthCheck, in *model.Instance, spec *model.AppSpec, drv driver.Driver, cid string) error {
+	switch {
+	case h.HTTP != nil:
+		addr, err := hostAddr(in, h.HTTP.Port)
+		if err != nil {
+			return err
+		}
+		path := h.HTTP.Path
+		if path == "" {
+			path = model.DefaultHTTPHealthPath
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := probeClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
+		}
+		return nil
+	case h.TCP != nil:
+		addr, err := hostAddr(in, h.TCP.Port)
+		if err != nil {
+			return err
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("tcp connect to port %s: %v", h.TCP.Port, err)
+		}
+		return c.Close()
+	case h.Exec != nil:
+		res, err := drv.Exec(ctx, cid, h.Exec.Command)
+		if err != nil {
+			return fmt.Errorf("exec: %v", err)
+		}
+		if res.ExitCode != 0 {
+			return fmt.Errorf("exec exited %d: %s", res.ExitCode, truncate(res.Output, 200))
+		}
+		return nil
+	}
+	return nil
+}
+
+// probeClient does not follow redirects: a 3xx answer is a pass.
+var probeClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
+	return http.ErrUseLastResponse
+}}
+
+func hostAddr(in *model.Instance, port string) (string, error) {
+	hp, ok := in.HostPorts[port]
+	if !ok || hp == 0 {
+		return "", fmt.Errorf("port %q has no host port", port)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(hp)), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

@@ -1,0 +1,403 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/internal/driver"
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// runner drives one instance through its states:
+//
+//	pending → starting → running → (exit) → failed/stopped, restarted per
+//	policy after a backoff → ... ; desired stop → stopping → stopped.
+//
+// One goroutine (run) owns the workload; update and markDeleted may be
+// called from any goroutine and only wake it.
+type runner struct {
+	a   *Agent
+	id  string
+	key string
+
+	mu      sync.Mutex
+	latest  model.Instance
+	deleted bool
+	wake    chan struct{}
+
+	// Owned by the run goroutine.
+	cid         string // workload handle, "" when none
+	failures    int    // consecutive failures, for backoff
+	handledExit time.Time
+	reattached  bool
+}
+
+func newRunner(a *Agent, in model.Instance, w *workload) *runner {
+	r := &runner{a: a, id: in.ID, key: in.Key(), latest: in, wake: make(chan struct{}, 1)}
+	switch {
+	case w != nil:
+		r.cid = w.status.ID
+		r.reattached = w.status.State == driver.StateRunning
+	default:
+		r.cid = in.Status.ContainerID
+	}
+	return r
+}
+
+func decodeInstance(b []byte) (model.Instance, error) {
+	var in model.Instance
+	err := json.Unmarshal(b, &in)
+	return in, err
+}
+
+// update records the latest stored instance; it wakes the runner only
+// when what the controllers want changed (not on our own status writes).
+func (r *runner) update(in model.Instance) {
+	r.mu.Lock()
+	changed := in.Desired != r.latest.Desired
+	r.latest = in
+	r.mu.Unlock()
+	if changed {
+		r.poke()
+	}
+}
+
+func (r *runner) markDeleted() {
+	r.mu.Lock()
+	r.deleted = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) current() (model.Instance, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.latest, r.deleted
+}
+
+func (r *runner) wantsRun() bool {
+	in, deleted := r.current()
+	return !deleted && in.Desired == model.DesiredRun
+}
+
+// waitWake waits for a wake-up, ctx, or d (d < 0: no timeout). It
+// returns true if woken.
+func (r *runner) waitWake(ctx context.Context, d time.Duration) bool {
+	var timeout <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-r.wake:
+		return true
+	case <-ctx.Done():
+	case <-timeout:
+	}
+	return false
+}
+
+func (r *runner) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		in, deleted := r.current()
+		if deleted || in.Desired == model.DesiredStop {
+			r.stop(ctx, &in, deleted)
+			if deleted {
+				return
+			}
+			r.waitWake(ctx, -1)
+			continue
+		}
+		r.step(ctx, &in)
+	}
+}
+
+// step advances a should-run instance by one phase and returns when the
+// caller should look at the desired state again.
+func (r *runner) step(ctx context.Context, in *model.Instance) {
+	spec, drv, err := r.resolve(ctx, in)
+	if err != nil {
+		r.setStatus(ctx, func(s *model.InstanceStatus) {
+			s.State, s.Message, s.NextRestartAt = model.StateFailed, err.Error(), nil
+		})
+		r.waitWake(ctx, 5*time.Second)
+		return
+	}
+	if r.cid == "" {
+		r.start(ctx, in, spec, drv)
+		return
+	}
+	st, err := drv.Inspect(ctx, r.cid)
+	switch {
+	case errors.Is(err, driver.ErrNotFound):
+		r.a.o.Events.Warning(ctx, in, "WorkloadGone", "workload %s disappeared; starting a new one", shortID(r.cid))
+		r.cid = ""
+	case err != nil:
+		r.setStatus(ctx, func(s *model.InstanceStatus) { s.Message = "inspect: " + err.Error() })
+		r.waitWake(ctx, 2*time.Second)
+	case st.State == driver.StateRunning:
+		if r.reattached {
+			r.reattached = false
+			r.adopt(ctx, in, spec, st)
+		}
+		r.supervise(ctx, in, spec, drv)
+	default:
+		r.exited(ctx, in, spec, drv, st)
+	}
+}
+
+// resolve finds the spec and driver of an instance.
+func (r *runner) resolve(ctx context.Context, in *model.Instance) (*model.AppSpec, driver.Driver, error) {
+	spec, err := r.a.spec(ctx, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	drv, ok := r.a.drivers[spec.Driver]
+	if !ok {
+		return nil, nil, fmt.Errorf("driver %q is not available on node %s", spec.Driver, r.a.o.NodeName)
+	}
+	return spec, drv, nil
+}
+
+func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppSpec, drv driver.Driver) {
+	r.setStatus(ctx, func(s *model.InstanceStatus) {
+		s.State, s.Message, s.NextRestartAt = model.StateStarting, "", nil
+	})
+	cid, err := drv.Start(ctx, r.task(in, spec))
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.failures++
+		delay := restartDelay(spec.Restart, r.failures)
+		r.a.o.Events.Warning(ctx, in, "FailedStart", "%v (retrying in %s)", err, delay)
+		r.backoff(ctx, model.StateFailed, err.Error(), 0, delay)
+		return
+	}
+	r.cid = cid
+	now := time.Now()
+	r.setStatus(ctx, func(s *model.InstanceStatus) {
+		s.State, s.ContainerID, s.Message, s.ExitCode = model.StateRunning, cid, "", 0
+		s.StartedAt, s.NextRestartAt = &now, nil
+		s.Health = initialHealth(spec)
+	})
+	r.a.o.Events.Normal(ctx, in, "Started", "started workload %s", shortID(cid))
+}
+
+// adopt takes over a workload found running after an agent restart.
+func (r *runner) adopt(ctx context.Context, in *model.Instance, spec *model.AppSpec, st driver.Status) {
+	started := st.StartedAt
+	r.setStatus(ctx, func(s *model.InstanceStatus) {
+		if s.State != model.StateRunning || s.ContainerID != st.ID {
+			s.State, s.ContainerID, s.StartedAt, s.NextRestartAt = model.StateRunning, st.ID, &started, nil
+			s.Health = initialHealth(spec)
+		}
+	})
+	r.a.o.Events.Normal(ctx, in, "Reattached", "reattached to running workload %s", shortID(st.ID))
+}
+
+func initialHealth(spec *model.AppSpec) string {
+	if spec.Health == nil {
+		return model.HealthNone
+	}
+	return model.HealthUnknown
+}
+
+// supervise runs health checks and waits until the workload exits or the
+// instance should stop.
+func (r *runner) supervise(ctx context.Context, in *model.Instance, spec *model.AppSpec, drv driver.Driver) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	exited := make(chan driver.Status, 1)
+	go func() {
+		st, err := drv.Wait(sctx, r.cid)
+		if err == nil {
+			exited <- st
+		}
+	}()
+	if spec.Health != nil {
+		go r.checkHealth(sctx, in, spec, drv, r.cid)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case st := <-exited:
+			r.exited(ctx, in, spec, drv, st)
+			return
+		case <-r.wake:
+			if !r.wantsRun() {
+				return
+			}
+		}
+	}
+}
+
+// exited applies the restart policy to a workload that is not running.
+func (r *runner) exited(ctx context.Context, in *model.Instance, spec *model.AppSpec, drv driver.Driver, st driver.Status) {
+	if !st.FinishedAt.IsZero() && st.FinishedAt.Equal(r.handledExit) {
+		r.waitWake(ctx, -1) // already handled; terminal until told otherwise
+		return
+	}
+	r.handledExit = st.FinishedAt
+	msg := fmt.Sprintf("exited with code %d", st.ExitCode)
+	if st.Error != "" {
+		msg += ": " + st.Error
+	}
+	state := model.StateStopped
+	if st.ExitCode != 0 {
+		state = model.StateFailed
+	}
+	if !shouldRestart(spec.Restart, st.ExitCode) {
+		r.a.o.Events.Warning(ctx, in, "Exited", "%s; restart policy %s: not restarting", msg, policyName(spec))
+		r.setStatus(ctx, func(s *model.InstanceStatus) {
+			s.State, s.Message, s.ExitCode, s.NextRestartAt = state, msg, st.ExitCode, nil
+			s.Health = healthAfterExit(spec)
+		})
+		r.waitWake(ctx, -1)
+		return
+	}
+	ranFor := st.FinishedAt.Sub(st.StartedAt)
+	if ranFor >= maxDelay(spec) {
+		r.failures = 0
+	}
+	r.failures++
+	delay := restartDelay(spec.Restart, r.failures)
+	r.a.o.Events.Warning(ctx, in, "Exited", "%s; restarting in %s", msg, delay)
+	if !r.backoff(ctx, state, msg, st.ExitCode, delay) || !r.wantsRun() {
+		return
+	}
+	if err := drv.Restart(ctx, r.cid); err != nil {
+		r.a.o.Events.Warning(ctx, in, "FailedRestart", "%v; creating a new workload", err)
+		_ = drv.Remove(ctx, r.cid)
+		r.cid = ""
+		return
+	}
+	now := time.Now()
+	r.setStatus(ctx, func(s *model.InstanceStatus) {
+		s.State, s.Message, s.NextRestartAt, s.StartedAt = model.StateRunning, "", nil, &now
+		s.Restarts++
+		s.Health = initialHealth(spec)
+	})
+	r.a.o.Events.Normal(ctx, in, "Restarted", "restarted workload %s (restart policy %s)", shortID(r.cid), policyName(spec))
+}
+
+// backoff records a failure with its next restart time and waits it out.
+// It returns false if woken or cancelled before the delay passed and the
+// instance should no longer run.
+func (r *runner) backoff(ctx context.Context, state, msg string, code int, delay time.Duration) bool {
+	next := time.Now().Add(delay)
+	r.setStatus(ctx, func(s *model.InstanceStatus) {
+		s.State, s.Message, s.ExitCode, s.NextRestartAt = state, msg, code, &next
+		if s.Health != model.HealthNone {
+			s.Health = model.HealthUnknown
+		}
+	})
+	for time.Now().Before(next) {
+		if !r.waitWake(ctx, time.Until(next)) {
+			break
+		}
+		if !r.wantsRun() {
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
+func healthAfterExit(spec *model.AppSpec) string {
+	if spec.Health == nil {
+		return model.HealthNone
+	}
+	return model.HealthUnknown
+}
+
+func maxDelay(spec *model.AppSpec) time.Duration {
+	if spec.Restart != nil && spec.Restart.MaxDelay.Duration > 0 {
+		return spec.Restart.MaxDelay.Duration
+	}
+	return model.DefaultRestartMax
+}
+
+func policyName(spec *model.AppSpec) string {
+	if spec.Restart == nil || spec.Restart.Policy == "" {
+		return model.RestartAlways
+	}
+	return spec.Restart.Policy
+}
+
+// stop ends the workload gracefully and removes it.
+func (r *runner) stop(ctx context.Context, in *model.Instance, deleted bool) {
+	if r.cid == "" {
+		if !deleted && in.Status.State != model.StateStopped && in.Status.State != model.StateLost {
+			r.setStatus(ctx, func(s *model.InstanceStatus) {
+				s.State, s.NextRestartAt = model.StateStopped, nil
+			})
+		}
+		return
+	}
+	grace := model.DefaultStopGracePeriod
+	drv := r.a.drivers[model.DefaultDriver]
+	if spec, d, err := r.resolve(ctx, in); err == nil {
+		drv = d
+		if spec.StopGracePeriod.Duration > 0 {
+			grace = spec.StopGracePeriod.Duration
+		}
+	}
+	if drv == nil {
+		return
+	}
+	if !deleted {
+		r.setStatus(ctx, func(s *model.InstanceStatus) { s.State = model.StateStopping })
+	}
+	if err := drv.Stop(ctx, r.cid, grace); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		r.a.o.Events.Warning(ctx, in, "FailedStop", "%v", err)
+	}
+	if err := drv.Remove(ctx, r.cid); err != nil {
+		r.a.o.Events.Warning(ctx, in, "FailedRemove", "%v", err)
+		return
+	}
+	r.a.o.Events.Normal(ctx, in, "Stopped", "stopped and removed workload %s", shortID(r.cid))
+	r.cid = ""
+	if !deleted {
+		r.setStatus(ctx, func(s *model.InstanceStatus) {
+			s.State, s.NextRestartAt, s.Health = model.StateStopped, nil, model.HealthNone
+		})
+	}
+}
+
+// setStatus changes the stored status; a deleted instance is ignored.
+func (r *runner) setStatus(ctx context.Context, mutate func(*model.InstanceStatus)) {
+	_, err := store.Update(ctx, r.a.o.Store, r.key, func(in *model.Instance) error {
+		mutate(&in.Status)
+		in.Status.UpdatedAt = time.Now()
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+		r.a.o.Log.Warn("update instance status", "instance", r.id, "err", err)
+	}
+}
+
+// task builds the driver's view of an instance.
+func (r *runner) task(in *model.Instance, spec *model.AppSpec) driver.Task {
+	t := driver.Task{InstanceID: in.ID, Namespace: in.Namespace, App: in.App, Revision: in.Revision,
+		Image: spec.Image, Command: spec.Command, Args: spec.Args, Env: spec.Env,
+		CPUMilli: int64(spec.Resources.CPU), MemoryBytes: int64(spec.Resources.Memory), Labels: spec.Labels}
+	for _, p := range spec.Ports {
+		t.Ports = append(t.Ports, driver.PortBinding{Name: p.Name, ContainerPort: p.ContainerPort,
+			HostPort: in.HostPorts[p.Name], Protocol: p.Protocol})
+	}
+	return t
+}

@@ -1,0 +1,151 @@
+// Package api serves berth's REST API under /v1. Handlers validate input,
+// call the apps service or read the store, and never talk to agents or
+// drivers directly (logs go through the LogSource seam).
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/apps"
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// LogSource streams an instance's logs from wherever it runs.
+type LogSource interface {
+	InstanceLogs(ctx context.Context, inst model.Instance, follow bool, tail int) (io.ReadCloser, error)
+}
+
+// Options configure the API server.
+type Options struct {
+	Store store.Store
+	// AdminToken is the bearer token with full access.
+	AdminToken string
+	Logs       LogSource
+	Version    model.VersionInfo
+	Log        *slog.Logger
+}
+
+// Server is the /v1 HTTP handler.
+type Server struct {
+	opts  Options
+	apps  *apps.Service
+	mux   *http.ServeMux
+	token [32]byte
+	log   *slog.Logger
+}
+
+// maxBodyBytes bounds request bodies (specs are small).
+const maxBodyBytes = 1 << 20
+
+// New builds the handler.
+func New(opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	s := &Server{opts: opts, apps: &apps.Service{Store: opts.Store}, mux: http.NewServeMux(),
+		token: sha256.Sum256([]byte(opts.AdminToken)), log: opts.Log}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	m.HandleFunc("GET /v1/version", s.auth(s.version))
+	m.HandleFunc("POST /v1/apps", s.auth(s.applyApp))
+	m.HandleFunc("GET /v1/apps", s.auth(s.listApps))
+	m.HandleFunc("GET /v1/apps/{name}", s.auth(s.getApp))
+	m.HandleFunc("DELETE /v1/apps/{name}", s.auth(s.deleteApp))
+	m.HandleFunc("POST /v1/apps/{name}/scale", s.auth(s.scaleApp))
+	m.HandleFunc("GET /v1/apps/{name}/revisions", s.auth(s.listRevisions))
+	m.HandleFunc("GET /v1/apps/{name}/revisions/{n}", s.auth(s.getRevision))
+	m.HandleFunc("GET /v1/apps/{name}/instances", s.auth(s.appInstances))
+	m.HandleFunc("GET /v1/apps/{name}/logs", s.auth(s.appLogs))
+	m.HandleFunc("GET /v1/instances", s.auth(s.listInstances))
+	m.HandleFunc("GET /v1/nodes", s.auth(s.listNodes))
+	m.HandleFunc("GET /v1/nodes/{name}", s.auth(s.getNode))
+	m.HandleFunc("GET /v1/events", s.auth(s.listEvents))
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, model.APIError{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	s.mux.ServeHTTP(w, r)
+	s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "dur", time.Since(start))
+}
+
+func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			writeError(w, http.StatusUnauthorized, model.APIError{Code: "unauthorized",
+				Message: "missing or invalid token: pass --token, set BERTH_TOKEN, or run on the host where `berth up` wrote the CLI context"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.opts.Version)
+}
+
+// namespace returns the ?namespace= query value or the default.
+func namespace(r *http.Request) string {
+	if ns := r.URL.Query().Get("namespace"); ns != "" {
+		return ns
+	}
+	return model.DefaultNamespace
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, e model.APIError) {
+	writeJSON(w, code, e)
+}
+
+// fail maps an error from the service layer to an HTTP answer.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	var verr *model.ValidationError
+	var cerr *apps.ConflictError
+	switch {
+	case errors.As(err, &verr):
+		writeError(w, http.StatusBadRequest, model.APIError{Code: "invalid", Message: verr.Error(), Fields: verr.Errors})
+	case errors.As(err, &cerr):
+		writeError(w, http.StatusConflict, model.APIError{Code: "conflict", Message: cerr.Error(), Revision: cerr.Revision})
+	case apps.IsConflict(err):
+		writeError(w, http.StatusConflict, model.APIError{Code: "conflict", Message: err.Error()})
+	case errors.Is(err, apps.ErrNotFound), errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, model.APIError{Code: "not_found", Message: err.Error()})
+	case errors.Is(err, context.Canceled):
+		// client went away
+	default:
+		s.log.Error("api", "err", err)
+		writeError(w, http.StatusInternalServerError, model.APIError{Code: "internal", Message: err.Error()})
+	}
+}
+
+func badRequest(w http.ResponseWriter, field, msg string) {
+	writeError(w, http.StatusBadRequest, model.APIError{Code: "invalid", Message: field + ": " + msg,
+		Fields: []model.FieldError{{Field: field, Message: msg}}})
+}

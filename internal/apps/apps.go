@@ -1,0 +1,164 @@
+// Package apps is the write path of desired state: apply, scale and delete
+// apps, each as one compare-and-swap on the store. It also derives an app's
+// status from its instances. The API calls it; it never talks to agents.
+package apps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// ErrNotFound is returned for an app that does not exist.
+var ErrNotFound = errors.New("app not found")
+
+// ConflictError says a concurrent write to the same app won.
+type ConflictError struct {
+	// Revision is the app's current revision.
+	Revision int64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("app was changed concurrently (now at revision %d); re-read and retry", e.Revision)
+}
+
+// Service applies changes to apps.
+type Service struct {
+	Store store.Store
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Apply validates spec and stores it. An identical spec is a no-op; a
+// change of instance count alone updates the app without a new revision;
+// any other change makes revision N+1. Invalid specs return
+// *model.ValidationError and store nothing.
+func (s *Service) Apply(ctx context.Context, spec model.AppSpec) (model.ApplyResult, error) {
+	spec.Normalize()
+	if verr := spec.Validate(); verr != nil {
+		return model.ApplyResult{}, verr
+	}
+	hash := model.TemplateHash(spec)
+	key := model.AppKey(spec.Namespace, spec.Name)
+	cur, err := store.GetJSON[model.App](ctx, s.Store, key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return model.ApplyResult{}, err
+	}
+	exists := err == nil
+	now := s.now()
+	app := cur.Value
+	if exists && app.Deleting {
+		return model.ApplyResult{}, fmt.Errorf("%w: app %s/%s is being deleted; wait until it is gone", errConflictPlain, spec.Namespace, spec.Name)
+	}
+	var ops []store.Op
+	newRev := !exists
+	if exists {
+		oldHash := model.TemplateHash(app.Spec)
+		newRev = oldHash != hash
+		if !newRev && app.DesiredInstances() == desired(spec) {
+			return model.ApplyResult{App: app}, nil
+		}
+	} else {
+		app = model.App{Namespace: spec.Namespace, Name: spec.Name, CreatedAt: now}
+	}
+	if newRev {
+		app.Revision++
+		tmpl := spec
+		tmpl.Instances = nil
+		rev := model.Revision{Namespace: spec.Namespace, App: spec.Name, Number: app.Revision,
+			Spec: tmpl, Hash: hash, CreatedAt: now}
+		b, _ := json.Marshal(rev)
+		ops = append(ops, store.Put(model.RevisionKey(spec.Namespace, spec.Name, app.Revision), b))
+	}
+	n := desired(spec)
+	app.Spec = spec
+	app.Spec.Instances = &n
+	app.UpdatedAt = now
+	b, _ := json.Marshal(app)
+	ops = append(ops, store.Put(key, b))
+	_, err = s.Store.Txn(ctx, store.Txn{Compares: []store.Compare{{Key: key, ModRev: cur.ModRev}}, Ops: ops})
+	if errors.Is(err, store.ErrConflict) {
+		return model.ApplyResult{}, s.conflict(ctx, key)
+	}
+	if err != nil {
+		return model.ApplyResult{}, err
+	}
+	return model.ApplyResult{App: app, Changed: true, NewRevision: newRev}, nil
+}
+
+var errConflictPlain = errors.New("conflict")
+
+// IsConflict reports whether err is a concurrent-write or state conflict
+// (HTTP 409).
+func IsConflict(err error) bool {
+	var ce *ConflictError
+	return errors.As(err, &ce) || errors.Is(err, errConflictPlain)
+}
+
+func (s *Service) conflict(ctx context.Context, key string) error {
+	cur, err := store.GetJSON[model.App](ctx, s.Store, key)
+	if err != nil {
+		return &ConflictError{}
+	}
+	return &ConflictError{Revision: cur.Value.Revision}
+}
+
+func desired(spec model.AppSpec) int {
+	if spec.Instances == nil {
+		return model.DefaultInstances
+	}
+	return *spec.Instances
+}
+
+// Scale sets the desired instance count without a new revision.
+func (s *Service) Scale(ctx context.Context, ns, name string, n int) (model.App, error) {
+	if n < 0 || n > model.MaxInstancesPerApp {
+		return model.App{}, &model.ValidationError{Errors: []model.FieldError{{Field: "instances",
+			Message: fmt.Sprintf("must be between 0 and %d", model.MaxInstancesPerApp)}}}
+	}
+	app, err := store.Update(ctx, s.Store, model.AppKey(ns, name), func(a *model.App) error {
+		if a.Deleting {
+			return fmt.Errorf("%w: app %s/%s is being deleted", errConflictPlain, ns, name)
+		}
+		if a.DesiredInstances() == n {
+			return store.ErrSkip
+		}
+		a.Spec.Instances = &n
+		a.UpdatedAt = s.now()
+		return nil
+	})
+	return app, notFound(err)
+}
+
+// Delete marks the app for deletion; the deployment controller stops its
+// instances and then removes it. Deleting twice is not an error.
+func (s *Service) Delete(ctx context.Context, ns, name string) (model.App, error) {
+	app, err := store.Update(ctx, s.Store, model.AppKey(ns, name), func(a *model.App) error {
+		if a.Deleting {
+			return store.ErrSkip
+		}
+		a.Deleting = true
+		a.UpdatedAt = s.now()
+		return nil
+	})
+	return app, notFound(err)
+}
+
+func notFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound
+	}
+	return err
+}

@@ -1,0 +1,206 @@
+// Package deployment is the control loop that makes each app's instances
+// match its spec: count, revision (one-at-a-time rolling replacement),
+// node loss and deletion. It owns creating, stopping and removing
+// instance objects; Decide is its pure core.
+package deployment
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/berth-dev/berth/internal/controller/loop"
+	"github.com/berth-dev/berth/internal/events"
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Options are the controller's dependencies.
+type Options struct {
+	Store  store.Store
+	Events *events.Recorder
+	Log    *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Controller is the deployment control loop.
+type Controller struct {
+	o Options
+}
+
+// New makes the controller.
+func New(o Options) *Controller {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Controller{o: o}
+}
+
+// Run reconciles until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	loop.Run(ctx, loop.Options{Name: "deployment", Store: c.o.Store, Log: c.o.Log,
+		Prefixes: []string{model.PrefixApps, model.PrefixInstances, model.PrefixNodes}}, c.Reconcile)
+}
+
+// Reconcile makes one pass over every app. It returns again=true when a
+// write lost a race and another pass should follow.
+func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
+	appObjs, _, err := store.ListJSON[model.App](ctx, c.o.Store, model.PrefixApps)
+	if err != nil {
+		return false, err
+	}
+	instObjs, _, err := store.ListJSON[model.Instance](ctx, c.o.Store, model.PrefixInstances)
+	if err != nil {
+		return false, err
+	}
+	nodeList, err := store.ListValues[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	if err != nil {
+		return false, err
+	}
+	nodes := make(map[string]model.Node, len(nodeList))
+	for _, n := range nodeList {
+		nodes[n.Name] = n
+	}
+	byApp := map[string][]store.Object[model.Instance]{}
+	for _, o := range instObjs {
+		k := o.Value.Namespace + "/" + o.Value.App
+		byApp[k] = append(byApp[k], o)
+	}
+	again := false
+	for _, ao := range appObjs {
+		k := ao.Value.Namespace + "/" + ao.Value.Name
+		a := &appState{c: c, app: ao, insts: byApp[k]}
+		delete(byApp, k)
+		if err := a.reconcile(ctx, nodes); err != nil {
+			if !errors.Is(err, store.ErrConflict) {
+				return true, err
+			}
+			again = true
+		}
+	}
+	// Instances whose app is gone (e.g. removed while they were stopping).
+	for _, objs := range byApp {
+		orphan := &appState{c: c, app: store.Object[model.App]{Value: model.App{Deleting: true}}, insts: objs}
+		if err := orphan.reconcile(ctx, nodes); err != nil && !errors.Is(err, store.ErrConflict) {
+			return true, err
+		}
+	}
+	return again, nil
+}
+
+type appState struct {
+	c     *Controller
+	app   store.Object[model.App]
+	insts []store.Object[model.Instance]
+}
+
+func (a *appState) find(id string) *store.Object[model.Instance] {
+	for i := range a.insts {
+		if a.insts[i].Value.ID == id {
+			return &a.insts[i]
+		}
+	}
+	return nil
+}
+
+func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) error {
+	vals := make([]model.Instance, len(a.insts))
+	for i, o := range a.insts {
+		vals[i] = o.Value
+	}
+	app := &a.app.Value
+	d := Decide(app, vals, nodes)
+	for _, id := range d.Delete {
+		if err := a.remove(ctx, a.find(id)); err != nil {
+			return err
+		}
+	}
+	for _, id := range d.Lost {
+		o := a.find(id)
+		o.Value.Desired = model.DesiredStop
+		o.Value.Status.State = model.StateLost
+		o.Value.Status.Message = "node " + o.Value.Node + " is down"
+		o.Value.Status.UpdatedAt = a.c.o.Now()
+		if err := a.put(ctx, o); err != nil {
+			return err
+		}
+		a.c.o.Events.Warning(ctx, &o.Value, "Lost", "node %s is down; replacing the instance", o.Value.Node)
+	}
+	for _, s := range d.Stop {
+		o := a.find(s.ID)
+		o.Value.Desired = model.DesiredStop
+		if err := a.put(ctx, o); err != nil {
+			return err
+		}
+		a.c.o.Events.Normal(ctx, &o.Value, "Stopping", "stopping instance: %s", s.Reason)
+	}
+	for i := 0; i < d.Create; i++ {
+		if err := a.create(ctx); err != nil {
+			return err
+		}
+	}
+	if d.DeleteApp && a.app.ModRev != 0 {
+		return a.deleteApp(ctx)
+	}
+	return nil
+}
+
+func (a *appState) put(ctx context.Context, o *store.Object[model.Instance]) error {
+	rev, err := store.PutJSON(ctx, a.c.o.Store, o.Value.Key(), o.Value, o.ModRev)
+	o.ModRev = rev
+	return err
+}
+
+func (a *appState) remove(ctx context.Context, o *store.Object[model.Instance]) error {
+	_, err := a.c.o.Store.Txn(ctx, store.Txn{
+		Compares: []store.Compare{{Key: o.Value.Key(), ModRev: o.ModRev}},
+		Ops:      []store.Op{store.Delete(o.Value.Key())}})
+	return err
+}
+
+func (a *appState) create(ctx context.Context) error {
+	app := &a.app.Value
+	now := a.c.o.Now()
+	in := model.Instance{ID: newInstanceID(app.Name), Namespace: app.Namespace, App: app.Name,
+		Revision: app.Revision, Desired: model.DesiredRun, Resources: app.Spec.Resources,
+		Status: model.InstanceStatus{State: model.StatePending, UpdatedAt: now}, CreatedAt: now}
+	if _, err := store.PutJSON(ctx, a.c.o.Store, in.Key(), in, 0); err != nil {
+		return err
+	}
+	a.c.o.Events.Normal(ctx, &in, "Created", "instance created for revision %d", app.Revision)
+	return nil
+}
+
+func (a *appState) deleteApp(ctx context.Context) error {
+	app := &a.app.Value
+	ops := []store.Op{store.Delete(model.AppKey(app.Namespace, app.Name))}
+	revs, _, err := a.c.o.Store.List(ctx, model.RevisionPrefix(app.Namespace, app.Name))
+	if err != nil {
+		return err
+	}
+	for _, kv := range revs {
+		ops = append(ops, store.Delete(kv.Key))
+	}
+	_, err = a.c.o.Store.Txn(ctx, store.Txn{
+		Compares: []store.Compare{{Key: model.AppKey(app.Namespace, app.Name), ModRev: a.app.ModRev}}, Ops: ops})
+	if err == nil {
+		a.c.o.Events.Record(ctx, model.Event{Reason: "Deleted", Namespace: app.Namespace, App: app.Name,
+			Message: fmt.Sprintf("app %s removed with its %d revisions", app.Name, len(revs))})
+	}
+	return err
+}
+
+func newInstanceID(app string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return app + "-" + hex.EncodeToString(b[:])
+}
+

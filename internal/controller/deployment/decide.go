@@ -1,0 +1,143 @@
+package deployment
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/berth-dev/berth/internal/model"
+)
+
+// Stop asks for one instance to be stopped, with the reason shown in events.
+type Stop struct {
+	ID     string
+	Reason string
+}
+
+// Decision is what the controller should do for one app in this pass.
+type Decision struct {
+	// Create is how many new instances of the current revision to create.
+	Create int
+	// Stop lists active instances to stop.
+	Stop []Stop
+	// Lost lists active instances whose node is down; they are marked lost
+	// (and stopped) so replacements are created.
+	Lost []string
+	// Delete lists finished instances whose objects can be removed.
+	Delete []string
+	// DeleteApp is true when a deleting app has no instances left.
+	DeleteApp bool
+	// Waiting explains why a rollout is not progressing, if it is not.
+	Waiting string
+}
+
+// Decide is the pure core of the deployment controller: from an app, its
+// instances and the node set it decides one step towards the spec.
+// Rollouts replace one instance at a time (surge 1, none unavailable):
+// create a new-revision instance, wait until it is ready, stop one old one.
+func Decide(app *model.App, insts []model.Instance, nodes map[string]model.Node) Decision {
+	var d Decision
+	var cur, old []*model.Instance
+	for i := range insts {
+		in := &insts[i]
+		gone := in.Node != "" && nodeGone(nodes, in.Node)
+		if !in.Active() {
+			if in.Terminal() || in.Node == "" || gone {
+				d.Delete = append(d.Delete, in.ID)
+			}
+			continue
+		}
+		if gone {
+			d.Lost = append(d.Lost, in.ID)
+			continue
+		}
+		if in.Revision == app.Revision {
+			cur = append(cur, in)
+		} else {
+			old = append(old, in)
+		}
+	}
+	if app.Deleting {
+		for _, in := range append(cur, old...) {
+			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: "app deleted"})
+		}
+		d.DeleteApp = len(insts) == 0
+		return d
+	}
+	n := app.DesiredInstances()
+	hasHealth := app.Spec.Health != nil
+	if len(old) == 0 {
+		if len(cur) < n {
+			d.Create = n - len(cur)
+		}
+		for _, in := range pickToStop(cur, len(cur)-n, hasHealth) {
+			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: fmt.Sprintf("scaled down to %d", n)})
+		}
+		return d
+	}
+	// Rolling replacement towards app.Revision.
+	for _, in := range cur {
+		if !in.Ready(hasHealth) {
+			d.Waiting = fmt.Sprintf("waiting for %s (revision %d) to become ready", in.ID, app.Revision)
+			if len(cur) > n {
+				for _, s := range pickToStop(cur, len(cur)-n, hasHealth) {
+					d.Stop = append(d.Stop, Stop{ID: s.ID, Reason: fmt.Sprintf("scaled down to %d", n)})
+				}
+			}
+			return d
+		}
+	}
+	replaced := fmt.Sprintf("replaced by revision %d", app.Revision)
+	switch {
+	case len(cur) >= n:
+		for _, in := range old {
+			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: replaced})
+		}
+		for _, in := range pickToStop(cur, len(cur)-n, hasHealth) {
+			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: fmt.Sprintf("scaled down to %d", n)})
+		}
+	case len(cur)+len(old) > n:
+		d.Stop = append(d.Stop, Stop{ID: pickToStop(old, 1, hasHealth)[0].ID, Reason: replaced})
+	default:
+		d.Create = 1
+	}
+	return d
+}
+
+func nodeGone(nodes map[string]model.Node, name string) bool {
+	n, ok := nodes[name]
+	return !ok || n.Status == model.NodeDown
+}
+
+// pickToStop chooses k instances to stop: unplaced first, then not
+// running, then not ready, then the newest.
+func pickToStop(insts []*model.Instance, k int, hasHealth bool) []*model.Instance {
+	if k <= 0 {
+		return nil
+	}
+	rank := func(in *model.Instance) int {
+		switch {
+		case in.Node == "":
+			return 0
+		case in.Status.State != model.StateRunning:
+			return 1
+		case !in.Ready(hasHealth):
+			return 2
+		}
+		return 3
+	}
+	s := append([]*model.Instance(nil), insts...)
+	sort.SliceStable(s, func(i, j int) bool {
+		ri, rj := rank(s[i]), rank(s[j])
+		if ri != rj {
+			return ri < rj
+		}
+		if !s[i].CreatedAt.Equal(s[j].CreatedAt) {
+			return s[i].CreatedAt.After(s[j].CreatedAt)
+		}
+		return s[i].ID > s[j].ID
+	})
+	if k > len(s) {
+		k = len(s)
+	}
+	return s[:k]
+}

@@ -1,0 +1,11 @@
+// Package controller holds berth's control loops, one per sub-package,
+// each with New(deps)/Run(ctx) and one kind of write it owns:
+//
+//   - deployment: creates and stops instances to match each app's spec
+//     (count, revision rollout, deletion);
+//   - placement: assigns pending instances to nodes through the pure
+//     scheduler and commits plans with optimistic concurrency;
+//   - nodes: marks nodes down when their heartbeats stop.
+//
+// Loops communicate only through the store.
+package controller

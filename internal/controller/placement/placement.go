@@ -1,0 +1,195 @@
+// Package placement is the control loop that puts pending instances on
+// nodes. It snapshots the store, asks the pure scheduler for a plan and
+// commits it in one transaction guarded by optimistic concurrency: every
+// placed instance's ModRev and every target node's placement key must be
+// unchanged since the snapshot, so a stale plan can never overcommit a
+// node. It owns Instance.Node, Instance.HostPorts and PlacementMessage.
+package placement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/berth-dev/berth/internal/controller/loop"
+	"github.com/berth-dev/berth/internal/events"
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/scheduler"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Options are the controller's dependencies.
+type Options struct {
+	Store  store.Store
+	Events *events.Recorder
+	Log    *slog.Logger
+}
+
+// Controller is the placement loop.
+type Controller struct{ o Options }
+
+// New makes the controller.
+func New(o Options) *Controller {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Controller{o: o}
+}
+
+// Run places instances until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	loop.Run(ctx, loop.Options{Name: "placement", Store: c.o.Store, Log: c.o.Log,
+		Prefixes: []string{model.PrefixInstances, model.PrefixNodes}}, c.Reconcile)
+}
+
+// Reconcile runs one scheduling pass; again is true after a lost race.
+func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
+	// Read placement keys before instances: a plan committed after this
+	// read bumps a key we compare against, so we cannot miss it.
+	pkeys, _, err := c.o.Store.List(ctx, model.PrefixPlacements)
+	if err != nil {
+		return false, err
+	}
+	placeRev := map[string]store.KV{}
+	for _, kv := range pkeys {
+		placeRev[strings.TrimPrefix(kv.Key, model.PrefixPlacements)] = kv
+	}
+	nodes, err := store.ListValues[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	if err != nil {
+		return false, err
+	}
+	objs, _, err := store.ListJSON[model.Instance](ctx, c.o.Store, model.PrefixInstances)
+	if err != nil {
+		return false, err
+	}
+	snap := scheduler.Snapshot{Nodes: nodes}
+	var pending []*store.Object[model.Instance]
+	for i := range objs {
+		in := objs[i].Value
+		snap.Instances = append(snap.Instances, in)
+		if in.Active() && in.Node == "" {
+			pending = append(pending, &objs[i])
+		}
+	}
+	if len(pending) == 0 {
+		return false, nil
+	}
+	sort.SliceStable(pending, func(i, j int) bool {
+		return pending[i].Value.CreatedAt.Before(pending[j].Value.CreatedAt)
+	})
+	specs := map[string]*model.AppSpec{}
+	var asks []scheduler.Ask
+	byID := map[string]*store.Object[model.Instance]{}
+	for _, o := range pending {
+		spec, err := c.spec(ctx, specs, &o.Value)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue // app or revision removed; deployment loop cleans up
+			}
+			return false, err
+		}
+		byID[o.Value.ID] = o
+		asks = append(asks, scheduler.Ask{InstanceID: o.Value.ID, Namespace: o.Value.Namespace, App: o.Value.App,
+			Resources: o.Value.Resources, Ports: spec.Ports, Constraints: spec.Constraints,
+			Driver: spec.Driver, Strategy: spec.Strategy})
+	}
+	plan := scheduler.Schedule(snap, asks)
+	if err := c.commit(ctx, plan, byID, placeRev); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return true, nil
+		}
+		return false, err
+	}
+	for _, f := range plan.Failures {
+		c.refuse(ctx, byID[f.InstanceID], f.Reason)
+	}
+	return false, nil
+}
+
+// spec returns the template of the instance's revision, cached per pass.
+func (c *Controller) spec(ctx context.Context, cache map[string]*model.AppSpec, in *model.Instance) (*model.AppSpec, error) {
+	key := model.RevisionKey(in.Namespace, in.App, in.Revision)
+	if s, ok := cache[key]; ok {
+		return s, nil
+	}
+	o, err := store.GetJSON[model.Revision](ctx, c.o.Store, key)
+	if err != nil {
+		return nil, err
+	}
+	cache[key] = &o.Value.Spec
+	return &o.Value.Spec, nil
+}
+
+func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[string]*store.Object[model.Instance], placeRev map[string]store.KV) error {
+	if len(plan.Placements) == 0 {
+		return nil
+	}
+	var t store.Txn
+	bumped := map[string]bool{}
+	placed := make([]model.Instance, 0, len(plan.Placements))
+	for _, p := range plan.Placements {
+		o := byID[p.InstanceID]
+		in := o.Value
+		in.Node, in.HostPorts, in.PlacementMessage = p.Node, p.HostPorts, ""
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		t.Compares = append(t.Compares, store.Compare{Key: in.Key(), ModRev: o.ModRev})
+		t.Ops = append(t.Ops, store.Put(in.Key(), b))
+		placed = append(placed, in)
+		if !bumped[p.Node] {
+			bumped[p.Node] = true
+			kv := placeRev[p.Node]
+			n, _ := strconv.ParseInt(string(kv.Value), 10, 64)
+			t.Compares = append(t.Compares, store.Compare{Key: model.PlacementKey(p.Node), ModRev: kv.ModRev})
+			t.Ops = append(t.Ops, store.Put(model.PlacementKey(p.Node), []byte(strconv.FormatInt(n+1, 10))))
+		}
+	}
+	if _, err := c.o.Store.Txn(ctx, t); err != nil {
+		return err
+	}
+	for i := range placed {
+		c.o.Events.Normal(ctx, &placed[i], "Scheduled", "placed on node %s%s", placed[i].Node, portList(placed[i].HostPorts))
+	}
+	return nil
+}
+
+func portList(ports map[string]int) string {
+	if len(ports) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(ports))
+	for n := range ports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s=%d", n, ports[n])
+	}
+	return " with host ports " + strings.Join(parts, ",")
+}
+
+// refuse records why an instance could not be placed, once per distinct
+// reason.
+func (c *Controller) refuse(ctx context.Context, o *store.Object[model.Instance], reason string) {
+	if o == nil || o.Value.PlacementMessage == reason {
+		return
+	}
+	in, err := store.Update(ctx, c.o.Store, o.Value.Key(), func(in *model.Instance) error {
+		if in.Node != "" || in.PlacementMessage == reason {
+			return store.ErrSkip
+		}
+		in.PlacementMessage = reason
+		return nil
+	})
+	if err == nil {
+		c.o.Events.Warning(ctx, &in, "FailedScheduling", "%s", reason)
+	}
+}
