@@ -203,4 +203,3 @@ func newInstanceID(app string) string {
 	_, _ = rand.Read(b[:])
 	return app + "-" + hex.EncodeToString(b[:])
 }
-
