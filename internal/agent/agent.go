@@ -31,6 +31,9 @@ type Options struct {
 	NodeName string
 	Address  string
 	Labels   map[string]string
+	// WorkloadLabels are added to every workload this agent starts (e.g.
+	// an operator's cost-centre tag, or berth.test=1 in tests).
+	WorkloadLabels map[string]string
 	// Capacity overrides the detected capacity when non-zero.
 	Capacity  model.Resources
 	PortRange [2]int

@@ -394,7 +394,14 @@ func (r *runner) setStatus(ctx context.Context, mutate func(*model.InstanceStatu
 func (r *runner) task(in *model.Instance, spec *model.AppSpec) driver.Task {
 	t := driver.Task{InstanceID: in.ID, Namespace: in.Namespace, App: in.App, Revision: in.Revision,
 		Image: spec.Image, Command: spec.Command, Args: spec.Args, Env: spec.Env,
-		CPUMilli: int64(spec.Resources.CPU), MemoryBytes: int64(spec.Resources.Memory), Labels: spec.Labels}
+		CPUMilli: int64(spec.Resources.CPU), MemoryBytes: int64(spec.Resources.Memory),
+		Labels: make(map[string]string, len(spec.Labels)+len(r.a.o.WorkloadLabels))}
+	for k, v := range spec.Labels {
+		t.Labels[k] = v
+	}
+	for k, v := range r.a.o.WorkloadLabels {
+		t.Labels[k] = v
+	}
 	for _, p := range spec.Ports {
 		t.Ports = append(t.Ports, driver.PortBinding{Name: p.Name, ContainerPort: p.ContainerPort,
 			HostPort: in.HostPorts[p.Name], Protocol: p.Protocol})
