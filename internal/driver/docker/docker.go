@@ -1,0 +1,374 @@
+// Package docker is the driver that runs instances as Docker containers
+// through the official Engine API client (no shelling out). Containers are
+// named berth-<instance> and labelled so the agent can reattach to them.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	dockerclient "github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/berth-dev/berth/internal/driver"
+)
+
+// Options configure the driver.
+type Options struct {
+	// Node is set as the berth.node label; List only returns this node's
+	// containers when it is set.
+	Node string
+	// Host overrides DOCKER_HOST.
+	Host string
+}
+
+// Driver implements driver.Driver on the Docker Engine.
+type Driver struct {
+	c    *dockerclient.Client
+	node string
+}
+
+// defaultCaps is Docker's default capability set; everything else is
+// dropped (the spec cannot ask for more yet).
+var defaultCaps = []string{"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+	"SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"}
+
+// New connects to the engine from the environment (DOCKER_HOST ...),
+// negotiating the API version so older engines work.
+func New(o Options) (*Driver, error) {
+	opts := []dockerclient.Opt{dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation()}
+	if o.Host != "" {
+		opts = append(opts, dockerclient.WithHost(o.Host))
+	}
+	c, err := dockerclient.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Driver{c: c, node: o.Node}, nil
+}
+
+// Close releases the client.
+func (d *Driver) Close() error { return d.c.Close() }
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "docker" }
+
+// Available implements driver.Driver.
+func (d *Driver) Available(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := d.c.Ping(ctx); err != nil {
+		return fmt.Errorf("docker engine unreachable: %w", err)
+	}
+	return nil
+}
+
+// ContainerName is the name of an instance's container.
+func ContainerName(instanceID string) string { return "berth-" + instanceID }
+
+// Start implements driver.Driver.
+func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
+	if err := d.ensureImage(ctx, t.Image); err != nil {
+		return "", err
+	}
+	cfg, hc, err := d.containerConfig(t)
+	if err != nil {
+		return "", err
+	}
+	name := ContainerName(t.InstanceID)
+	created, err := d.c.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	if errdefs.IsConflict(err) {
+		// A leftover with our name (e.g. a crash between create and the
+		// status write): it is ours by name, so replace it.
+		_ = d.c.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
+		created, err = d.c.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("create container: %s", engineMessage(err))
+	}
+	if err := d.c.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		_ = d.c.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true})
+		return "", fmt.Errorf("start container: %s", engineMessage(err))
+	}
+	return created.ID, nil
+}
+
+// ensureImage pulls the image if the engine does not have it.
+func (d *Driver) ensureImage(ctx context.Context, ref string) error {
+	if _, err := d.c.ImageInspect(ctx, ref); err == nil {
+		return nil
+	}
+	rc, err := d.c.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull %s: %s", ref, engineMessage(err))
+	}
+	defer rc.Close()
+	if err := pullError(rc); err != nil {
+		return fmt.Errorf("pull %s: %s", ref, err)
+	}
+	return nil
+}
+
+func (d *Driver) containerConfig(t driver.Task) (*container.Config, *container.HostConfig, error) {
+	labels := map[string]string{}
+	for k, v := range t.Labels {
+		labels[k] = v
+	}
+	labels[driver.LabelManaged] = "true"
+	labels[driver.LabelInstance] = t.InstanceID
+	labels[driver.LabelApp] = t.App
+	labels[driver.LabelNamespace] = t.Namespace
+	labels[driver.LabelRevision] = strconv.FormatInt(t.Revision, 10)
+	if d.node != "" {
+		labels[driver.LabelNode] = d.node
+	}
+	env := make([]string, 0, len(t.Env))
+	for k, v := range t.Env {
+		env = append(env, k+"="+v)
+	}
+	cfg := &container.Config{Image: t.Image, Env: env, Labels: labels, Hostname: hostname(t.InstanceID),
+		ExposedPorts: nat.PortSet{}}
+	if len(t.Command) > 0 {
+		cfg.Entrypoint = t.Command
+	}
+	if len(t.Args) > 0 {
+		cfg.Cmd = t.Args
+	}
+	hc := &container.HostConfig{
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		PortBindings:  nat.PortMap{},
+		CapDrop:       []string{"ALL"},
+		CapAdd:        defaultCaps,
+		SecurityOpt:   []string{"no-new-privileges:true"},
+		Resources:     container.Resources{NanoCPUs: t.CPUMilli * 1_000_000, Memory: t.MemoryBytes},
+		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
+	}
+	if t.MemoryBytes > 0 {
+		hc.MemorySwap = t.MemoryBytes // no swap beyond the limit
+	}
+	for _, p := range t.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		port, err := nat.NewPort(proto, strconv.Itoa(p.ContainerPort))
+		if err != nil {
+			return nil, nil, fmt.Errorf("port %s: %w", p.Name, err)
+		}
+		cfg.ExposedPorts[port] = struct{}{}
+		hp := ""
+		if p.HostPort > 0 {
+			hp = strconv.Itoa(p.HostPort)
+		}
+		hc.PortBindings[port] = append(hc.PortBindings[port], nat.PortBinding{HostIP: "0.0.0.0", HostPort: hp})
+	}
+	return cfg, hc, nil
+}
+
+// hostname is the instance ID cut to the 63 characters a hostname allows.
+func hostname(id string) string {
+	if len(id) > 63 {
+		return id[:63]
+	}
+	return id
+}
+
+// Restart implements driver.Driver.
+func (d *Driver) Restart(ctx context.Context, id string) error {
+	if err := d.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		if errdefs.IsNotFound(err) {
+			return driver.ErrNotFound
+		}
+		return fmt.Errorf("start container: %s", engineMessage(err))
+	}
+	return nil
+}
+
+// Stop implements driver.Driver: SIGTERM, then SIGKILL after grace.
+func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
+	secs := int((grace + time.Second - 1) / time.Second)
+	err := d.c.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
+	switch {
+	case err == nil:
+		return nil
+	case errdefs.IsNotFound(err):
+		return driver.ErrNotFound
+	}
+	return fmt.Errorf("stop container: %s", engineMessage(err))
+}
+
+// Remove implements driver.Driver.
+func (d *Driver) Remove(ctx context.Context, id string) error {
+	err := d.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("remove container: %s", engineMessage(err))
+}
+
+// Inspect implements driver.Driver.
+func (d *Driver) Inspect(ctx context.Context, id string) (driver.Status, error) {
+	c, err := d.c.ContainerInspect(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return driver.Status{}, driver.ErrNotFound
+	}
+	if err != nil {
+		return driver.Status{}, fmt.Errorf("inspect container: %s", engineMessage(err))
+	}
+	st := driver.Status{ID: c.ID, Labels: c.Config.Labels, InstanceID: c.Config.Labels[driver.LabelInstance]}
+	if c.State != nil {
+		st.State = mapState(c.State.Status)
+		st.ExitCode = c.State.ExitCode
+		st.Error = c.State.Error
+		if c.State.OOMKilled {
+			st.Error = strings.TrimSpace("out of memory (OOM killed) " + st.Error)
+		}
+		st.StartedAt = parseTime(c.State.StartedAt)
+		st.FinishedAt = parseTime(c.State.FinishedAt)
+	}
+	return st, nil
+}
+
+func mapState(s string) string {
+	switch s {
+	case "running", "paused", "restarting":
+		return driver.StateRunning
+	case "created":
+		return driver.StateCreated
+	}
+	return driver.StateExited
+}
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() < 2000 {
+		return time.Time{}
+	}
+	return t
+}
+
+// List implements driver.Driver.
+func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
+	f := filters.NewArgs(filters.Arg("label", driver.LabelManaged+"=true"))
+	if d.node != "" {
+		f.Add("label", driver.LabelNode+"="+d.node)
+	}
+	list, err := d.c.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %s", engineMessage(err))
+	}
+	out := make([]driver.Status, 0, len(list))
+	for _, c := range list {
+		st, err := d.Inspect(ctx, c.ID)
+		if errors.Is(err, driver.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Wait implements driver.Driver.
+func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
+	okc, errc := d.c.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case <-okc:
+	case err := <-errc:
+		if errdefs.IsNotFound(err) {
+			return driver.Status{}, driver.ErrNotFound
+		}
+		if ctx.Err() != nil {
+			return driver.Status{}, ctx.Err()
+		}
+		return driver.Status{}, fmt.Errorf("wait: %s", engineMessage(err))
+	case <-ctx.Done():
+		return driver.Status{}, ctx.Err()
+	}
+	return d.Inspect(ctx, id)
+}
+
+// Logs implements driver.Driver: stdout and stderr demultiplexed into one
+// plain stream.
+func (d *Driver) Logs(ctx context.Context, id string, o driver.LogOptions) (io.ReadCloser, error) {
+	tail := "all"
+	if o.Tail > 0 {
+		tail = strconv.Itoa(o.Tail)
+	}
+	rc, err := d.c.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true,
+		Follow: o.Follow, Tail: tail, Timestamps: o.Timestamps})
+	if errdefs.IsNotFound(err) {
+		return nil, driver.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("logs: %s", engineMessage(err))
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, pw, rc)
+		rc.Close()
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
+}
+
+// maxExecOutput bounds what Exec returns.
+const maxExecOutput = 4096
+
+// Exec implements driver.Driver.
+func (d *Driver) Exec(ctx context.Context, id string, cmd []string) (driver.ExecResult, error) {
+	created, err := d.c.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if errdefs.IsNotFound(err) {
+		return driver.ExecResult{}, driver.ErrNotFound
+	}
+	if err != nil {
+		return driver.ExecResult{}, fmt.Errorf("exec: %s", engineMessage(err))
+	}
+	att, err := d.c.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return driver.ExecResult{}, fmt.Errorf("exec attach: %s", engineMessage(err))
+	}
+	defer att.Close()
+	var out limitedBuffer
+	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil && ctx.Err() == nil {
+		return driver.ExecResult{}, fmt.Errorf("exec output: %w", err)
+	}
+	if ctx.Err() != nil {
+		return driver.ExecResult{}, ctx.Err()
+	}
+	ins, err := d.c.ContainerExecInspect(ctx, created.ID)
+	if err != nil {
+		return driver.ExecResult{}, fmt.Errorf("exec inspect: %s", engineMessage(err))
+	}
+	return driver.ExecResult{ExitCode: ins.ExitCode, Output: out.String()}, nil
+}
+
+// limitedBuffer keeps the first maxExecOutput bytes written to it.
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := maxExecOutput - len(l.b); room > 0 {
+		if len(p) > room {
+			l.b = append(l.b, p[:room]...)
+		} else {
+			l.b = append(l.b, p...)
+		}
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }
+
+var _ driver.Driver = (*Driver)(nil)
