@@ -76,13 +76,17 @@ func TestSchedule(t *testing.T) {
 			asks: []Ask{
 				ask("eq", "a", 0, 0, func(a *Ask) { a.Constraints = []model.Constraint{{Label: "disk", Op: model.OpEquals, Value: "ssd"}} }),
 				ask("ne", "b", 0, 0, func(a *Ask) { a.Constraints = []model.Constraint{{Label: "disk", Op: model.OpNotEquals, Value: "ssd"}} }),
-				ask("in", "c", 0, 0, func(a *Ask) { a.Constraints = []model.Constraint{{Label: "zone", Op: model.OpIn, Values: []string{"a", "b"}}} }),
-				ask("no", "d", 0, 0, func(a *Ask) { a.Constraints = []model.Constraint{{Label: "zone", Op: model.OpIn, Values: []string{"z"}}} }),
+				ask("in", "c", 0, 0, func(a *Ask) {
+					a.Constraints = []model.Constraint{{Label: "zone", Op: model.OpIn, Values: []string{"a", "b"}}}
+				}),
+				ask("no", "d", 0, 0, func(a *Ask) {
+					a.Constraints = []model.Constraint{{Label: "zone", Op: model.OpIn, Values: []string{"z"}}}
+				}),
 			},
 			place: map[string]string{"eq": "n2", "ne": "n1", "in": "n2"},
 			fail:  map[string]string{"no": "0/2 nodes fit: 2 constraint zone in [z] not met"}},
 		{name: "one call accounts earlier placements", snap: Snapshot{Nodes: []model.Node{node("n1", 1000, gi)}},
-			asks: []Ask{ask("i1", "a", 600, 0), ask("i2", "a", 600, 0)},
+			asks:  []Ask{ask("i1", "a", 600, 0), ask("i2", "a", 600, 0)},
 			place: map[string]string{"i1": "n1"},
 			fail:  map[string]string{"i2": "0/1 nodes fit: insufficient cpu (need 0.6, free 0.4)"}},
 		{name: "spread across nodes", snap: Snapshot{Nodes: []model.Node{node("n1", 4000, 4*gi), node("n2", 4000, 4*gi), node("n3", 4000, 4*gi)}},
