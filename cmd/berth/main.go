@@ -1,0 +1,81 @@
+// Command berth is the single binary of the berth PaaS: server, agent and
+// CLI. Commands only parse flags and call internal packages.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cliconfig"
+	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/model"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// globals are the flags every command shares.
+type globals struct {
+	server    string
+	token     string
+	namespace string
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "berth",
+		Short: "berth runs container apps: place, start, health-check, route, roll out",
+		Long: `berth is a container-native PaaS in one binary.
+
+Start it on a host with 'berth up', then hand it apps:
+  berth apply -f examples/hello.yaml --wait
+  berth apps
+  berth ps hello
+
+The CLI finds the server through the context 'berth up' writes
+(~/.berth/context.json); --server/--token or BERTH_SERVER/BERTH_TOKEN override it.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.server, "server", "", "berth API URL (env BERTH_SERVER; default from the CLI context)")
+	pf.StringVar(&g.token, "token", "", "API token (env BERTH_TOKEN; default from the CLI context)")
+	pf.StringVarP(&g.namespace, "namespace", "n", model.DefaultNamespace, "namespace of the apps to act on")
+	root.AddCommand(newUp(), newApply(g), newApps(g), newGet(g), newPs(g), newLogs(g), newScale(g),
+		newRm(g), newNodes(g), newEvents(g), newVersion(g), newBench())
+	return root
+}
+
+// client builds an API client from flags, environment and context, in
+// that order of precedence.
+func (g *globals) client() (*client.Client, error) {
+	ctx, err := cliconfig.Load()
+	if err != nil {
+		return nil, err
+	}
+	server := first(g.server, os.Getenv("BERTH_SERVER"), ctx.Server)
+	token := first(g.token, os.Getenv("BERTH_TOKEN"), ctx.Token)
+	if server == "" {
+		return nil, fmt.Errorf("no berth server known: start one with 'berth up', or pass --server / set BERTH_SERVER")
+	}
+	return client.New(server, token), nil
+}
+
+func first(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

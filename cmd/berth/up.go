@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/daemon"
+)
+
+func newUp() *cobra.Command {
+	o := daemon.Options{WriteContext: true}
+	var apply []string
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run berth on this host: API, controllers and agent, on the embedded store",
+		Long: `Run berth on this host: the API server, the controllers and a local agent
+in one process, with the embedded store in --data-dir. It writes the CLI
+context (server URL and admin token) so other berth commands on this host
+work with no flags.
+
+Stopping berth (Ctrl-C, SIGTERM, even kill -9) leaves the apps running;
+starting it again reattaches to them without restarting any.`,
+		Example: "  berth up\n  berth up --data-dir /tmp/berth --listen 127.0.0.1:7171 --apply examples/hello.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			o.Version = version
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if len(apply) > 0 {
+				o.Ready = func(url, token string) { go applyAtStart(ctx, o.Log, client.New(url, token), apply) }
+			}
+			return daemon.RunUp(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "data-dir", daemon.DefaultDataDir(), "where the embedded store and admin token live")
+	f.StringVar(&o.Listen, "listen", daemon.DefaultListen, "API listen address")
+	f.StringVar(&o.NodeName, "node-name", "", "this node's name (default: hostname)")
+	f.StringSliceVar(&apply, "apply", nil, "spec files to apply once berth is up (like 'berth apply -f')")
+	f.StringToStringVar(&o.WorkloadLabels, "workload-label", nil, "extra label put on every workload this node starts (key=value, repeatable)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// applyAtStart applies spec files once the API serves, logging progress.
+func applyAtStart(ctx context.Context, log *slog.Logger, c *client.Client, files []string) {
+	for _, f := range files {
+		data, err := readSpecFile(f)
+		if err != nil {
+			log.Error("apply", "file", f, "err", err)
+			continue
+		}
+		for _, doc := range splitDocuments(data) {
+			res, err := c.Apply(ctx, doc)
+			if err != nil {
+				log.Error("apply", "file", f, "err", applyError(f, err))
+				continue
+			}
+			log.Info("applied", "app", res.App.Name, "revision", res.App.Revision, "changed", res.Changed)
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			v, err := c.WaitConverged(wctx, res.App.Namespace, res.App.Name, client.WaitOptions{})
+			cancel()
+			if err != nil {
+				log.Warn("app not converged yet", "app", res.App.Name, "status", progressLine(v))
+				continue
+			}
+			log.Info("app ready", "app", v.Name, "ready", v.Status.Ready, "try", "berth ps "+v.Name)
+		}
+	}
+}

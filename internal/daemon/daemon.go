@@ -1,0 +1,188 @@
+// Package daemon assembles a berth process: store, API server,
+// controllers and the local agent. `berth up` runs all of them in one
+// process on the embedded store.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/api"
+	"github.com/berth-dev/berth/internal/cliconfig"
+	"github.com/berth-dev/berth/internal/controller/deployment"
+	"github.com/berth-dev/berth/internal/controller/nodes"
+	"github.com/berth-dev/berth/internal/controller/placement"
+	"github.com/berth-dev/berth/internal/driver"
+	"github.com/berth-dev/berth/internal/driver/docker"
+	"github.com/berth-dev/berth/internal/events"
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/bolt"
+)
+
+// Options configure `berth up`.
+type Options struct {
+	// DataDir holds the store (berth.db) and the admin token.
+	DataDir string
+	// Listen is the API address (default 127.0.0.1:7070).
+	Listen string
+	// NodeName defaults to the hostname.
+	NodeName string
+	// WorkloadLabels are added to every workload started on this node.
+	WorkloadLabels map[string]string
+	// WriteContext saves the CLI context (server URL and admin token).
+	WriteContext bool
+	Version      string
+	Log          *slog.Logger
+	// Ready, if set, is called once the API is serving.
+	Ready func(url, token string)
+}
+
+// DefaultDataDir is /var/lib/berth for root, else ~/.local/share/berth.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/berth"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "berth")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "berth")
+}
+
+// DefaultListen is the API's default address.
+const DefaultListen = "127.0.0.1:7070"
+
+// eventsKept bounds the stored event history.
+const eventsKept = 10000
+
+// RunUp runs server, controllers and a local agent until ctx ends.
+// Workloads keep running after it returns.
+func RunUp(ctx context.Context, o Options) error {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
+	}
+	st, err := bolt.Open(filepath.Join(o.DataDir, "berth.db"), bolt.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	token, err := adminToken(o.DataDir)
+	if err != nil {
+		return err
+	}
+	dock, err := docker.New(docker.Options{Node: o.NodeName})
+	if err != nil {
+		return fmt.Errorf("docker driver: %w", err)
+	}
+	rec := events.NewRecorder(st, o.Log)
+	ag := agent.New(agent.Options{Store: st, Drivers: map[string]driver.Driver{"docker": dock},
+		NodeName: o.NodeName, WorkloadLabels: o.WorkloadLabels, Events: rec, Log: o.Log, Version: o.Version})
+	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log,
+		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another berth running? use --listen)", o.Listen, err)
+	}
+	url := "http://" + ln.Addr().String()
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	goRun(func() {
+		if err := ag.Run(ctx); err != nil {
+			errc <- fmt.Errorf("agent: %w", err)
+		}
+	})
+	goRun(func() { deployment.New(deployment.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { trimEvents(ctx, st, o.Log) })
+	goRun(func() {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	})
+	if o.WriteContext {
+		if err := cliconfig.Save(cliconfig.Context{Server: url, Token: token}); err != nil {
+			o.Log.Warn("could not write CLI context", "path", cliconfig.Path(), "err", err)
+		}
+	}
+	o.Log.Info("berth is up", "api", url, "data", o.DataDir, "context", cliconfig.Path())
+	if o.Ready != nil {
+		o.Ready(url, token)
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = httpSrv.Shutdown(sctx)
+	wg.Wait()
+	o.Log.Info("berth stopped; workloads keep running and are reattached at the next start")
+	return err
+}
+
+// adminToken reads DataDir/admin.token, creating it at first start.
+func adminToken(dir string) (string, error) {
+	p := filepath.Join(dir, "admin.token")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("admin token file %s is empty; remove it to make a new one", p)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	tok := "berth_" + hex.EncodeToString(raw[:])
+	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	return tok, nil
+}
+
+// trimEvents keeps the event history bounded.
+func trimEvents(ctx context.Context, st store.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if err := events.Trim(ctx, st, eventsKept); err != nil && ctx.Err() == nil {
+			log.Warn("trim events", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/model"
+)
+
+func clientWait() client.WaitOptions { return client.WaitOptions{} }
+
+// TestInvalidSpecs: bad specs get a 400 naming the field, and nothing is
+// stored.
+func TestInvalidSpecs(t *testing.T) {
+	b := startBerth(t)
+	cases := []struct{ name, body, field string }{
+		{"unknown field", "name: bad1\nimage: berth-test/busybox:latest\nimagee: x\n", "imagee"},
+		{"negative instances", "name: bad2\nimage: berth-test/busybox:latest\ninstances: -1\n", "instances"},
+		{"bad memory unit", "name: bad3\nimage: berth-test/busybox:latest\nresources: {memory: 64Qi}\n", "resources.memory"},
+		{"missing image", "name: bad4\n", "image"},
+		{"duplicate port name", "name: bad5\nimage: berth-test/busybox:latest\nports: [{name: http, containerPort: 80}, {name: http, containerPort: 81}]\n", "ports[1].name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, apiErr := rawApply(t, b, tc.body)
+			if code != http.StatusBadRequest {
+				t.Fatalf("HTTP %d, want 400 (%+v)", code, apiErr)
+			}
+			found := false
+			for _, f := range apiErr.Fields {
+				found = found || f.Field == tc.field
+			}
+			if !found {
+				t.Fatalf("400 does not name field %q: %+v", tc.field, apiErr)
+			}
+			apps, err := b.c.ListApps(context.Background(), "", true)
+			if err != nil || len(apps) != 0 {
+				t.Fatalf("something was stored: %v %v", apps, err)
+			}
+			// The CLI exits non-zero and shows the field.
+			out, err := b.cli("apply", "-f", writeSpec(t, tc.body))
+			if err == nil || !strings.Contains(out, tc.field) {
+				t.Fatalf("CLI: err=%v out=%s", err, out)
+			}
+		})
+	}
+	// No token → 401.
+	resp, err := http.Get("http://" + b.listen + "/v1/apps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: HTTP %d, want 401", resp.StatusCode)
+	}
+}
+
+func rawApply(t *testing.T, b *berth, body string) (int, model.APIError) {
+	t.Helper()
+	tok := readToken(t, b)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+b.listen+"/v1/apps", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e model.APIError
+	raw, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(raw, &e)
+	return resp.StatusCode, e
+}
+
+func readToken(t *testing.T, b *berth) string {
+	raw, err := os.ReadFile(filepath.Join(b.dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// TestFaults: a missing image, an impossible resource request and a
+// crashing process each show up with the reason, without a tight loop.
+func TestFaults(t *testing.T) {
+	b := startBerth(t)
+	ctx := context.Background()
+
+	t.Run("missing image", func(t *testing.T) {
+		b.mustCLI("apply", "-f", writeSpec(t, "name: noimg\nimage: berth-test/does-not-exist:1\nrestart: {initialDelay: 1s, maxDelay: 4s}\n"))
+		eventually(t, time.Minute, "failed instance with pull error", func() bool {
+			v, err := b.c.GetApp(ctx, "", "noimg")
+			return err == nil && v.Status.Failed == 1 && strings.Contains(v.Status.Message, "does-not-exist")
+		})
+		ev := b.mustCLI("events", "--app", "noimg")
+		if !strings.Contains(ev, "FailedStart") || !strings.Contains(ev, "retrying in") {
+			t.Fatalf("events:\n%s", ev)
+		}
+		b.mustCLI("rm", "noimg", "--wait", "--timeout", "1m")
+	})
+
+	t.Run("insufficient memory", func(t *testing.T) {
+		b.mustCLI("apply", "-f", writeSpec(t, "name: huge\nimage: berth-test/busybox:latest\nresources: {memory: 1000Gi}\n"))
+		eventually(t, 30*time.Second, "scheduler explanation", func() bool {
+			v, err := b.c.GetApp(ctx, "", "huge")
+			return err == nil && strings.Contains(v.Status.Message, "0/1 nodes fit: insufficient memory (need 1000Gi")
+		})
+		if ps := b.mustCLI("ps", "huge"); !strings.Contains(ps, "insufficient memory") {
+			t.Fatalf("ps does not explain:\n%s", ps)
+		}
+		out, err := b.cli("apply", "-f", writeSpec(t, "name: huge\nimage: berth-test/busybox:latest\nresources: {memory: 1000Gi}\n"), "--wait", "--timeout", "3s")
+		if err == nil || !strings.Contains(out, "insufficient memory") {
+			t.Fatalf("--wait should fail with the reason: %v\n%s", err, out)
+		}
+		b.mustCLI("rm", "huge", "--wait", "--timeout", "1m")
+	})
+
+	t.Run("crashing process restarts with backoff", func(t *testing.T) {
+		b.mustCLI("apply", "-f", writeSpec(t, "name: crashy\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'echo boom; exit 3']\nrestart: {policy: on-failure, initialDelay: 500ms, maxDelay: 2s}\n"))
+		eventually(t, time.Minute, "two restarts", func() bool {
+			insts := b.instances("crashy")
+			return len(insts) == 1 && insts[0].Status.Restarts >= 2
+		})
+		ev := b.mustCLI("events", "--app", "crashy")
+		if !strings.Contains(ev, "exited with code 3; restarting in") || !strings.Contains(ev, "Restarted") {
+			t.Fatalf("events:\n%s", ev)
+		}
+		logs := b.mustCLI("logs", "crashy")
+		if !strings.Contains(logs, "boom") {
+			t.Fatalf("logs: %q", logs)
+		}
+		b.mustCLI("rm", "crashy", "--wait", "--timeout", "1m")
+	})
+
+	t.Run("exit with policy never stays down", func(t *testing.T) {
+		b.mustCLI("apply", "-f", writeSpec(t, "name: once\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'exit 7']\nrestart: {policy: never}\n"))
+		eventually(t, 30*time.Second, "failed with exit code", func() bool {
+			insts := b.instances("once")
+			return len(insts) == 1 && insts[0].Status.State == model.StateFailed && insts[0].Status.ExitCode == 7
+		})
+		time.Sleep(2 * time.Second)
+		if insts := b.instances("once"); insts[0].Status.Restarts != 0 {
+			t.Fatalf("restarted despite policy never: %+v", insts[0].Status)
+		}
+		b.mustCLI("rm", "once", "--wait", "--timeout", "1m")
+	})
+}
+
+// TestLogsFollow: `berth logs -f` streams lines as the app writes them.
+func TestLogsFollow(t *testing.T) {
+	b := startBerth(t)
+	b.mustCLI("apply", "-f", writeSpec(t, "name: ticker\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']\n"), "--wait", "--timeout", "1m")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "logs", "ticker", "-f")
+	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+b.config)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	eventually(t, 20*time.Second, "followed log lines", func() bool { return strings.Count(out.String(), "tick") >= 10 })
+	b.mustCLI("rm", "ticker", "--wait", "--timeout", "1m")
+}
+
+// TestCorruptDataDir: berth refuses to start on an unreadable store
+// instead of starting empty.
+func TestCorruptDataDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "berth.db"), bytes.Repeat([]byte("not a database "), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "up", "--data-dir", dir, "--listen", freePort(t), "--node-name", "berth-test-corrupt")
+	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(dir, "ctx.json"))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("berth up started on a corrupt data dir:\n%s", out)
+	}
+	if !strings.Contains(string(out), "corrupt") {
+		t.Fatalf("error does not say the data is corrupt:\n%s", out)
+	}
+}
