@@ -131,7 +131,7 @@ func newNodes(g *globals) *cobra.Command {
 				if n.Cordoned {
 					status += ",cordoned"
 				}
-				t.row(n.Name, status, n.Capacity.CPU.String(), n.Capacity.Memory.String(),
+				t.row(n.Name, status, n.Capacity.CPU.String(), n.Capacity.Memory.Human(),
 					strings.Join(n.Drivers, ","), age(n.LastHeartbeat)+" ago", dash(n.Version))
 			}
 			t.flush()

@@ -308,7 +308,7 @@ func (a *Agent) register(ctx context.Context) error {
 		return fmt.Errorf("register node %s: %w", node.Name, err)
 	}
 	a.o.Log.Info("node registered", "node", node.Name, "cpu", node.Capacity.CPU.String(),
-		"memory", node.Capacity.Memory.String(), "drivers", names)
+		"memory", node.Capacity.Memory.Human(), "drivers", names)
 	return nil
 }
 

@@ -133,7 +133,7 @@ const benchCmd = `["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && ex
 
 func timeBerth(ctx context.Context, c *client.Client, image string, n, round int) (time.Duration, error) {
 	name := fmt.Sprintf("bench%d-%d", n, round)
-	spec := fmt.Sprintf("name: %s\nimage: %s\ncommand: %s\ninstances: %d\nresources: {cpu: 0.01, memory: 16Mi}\nports: [{name: http, containerPort: 8080}]\nstopGracePeriod: 1s\n",
+	spec := fmt.Sprintf("name: %s\nimage: %s\ncommand: %s\ninstances: %d\nresources: {cpu: 0.1, memory: 64Mi}\nports: [{name: http, containerPort: 8080}]\nstopGracePeriod: 1s\n",
 		name, image, benchCmd, n)
 	start := time.Now()
 	if _, err := c.Apply(ctx, []byte(spec)); err != nil {
@@ -163,7 +163,7 @@ func timePlain(ctx context.Context, dc *dockerclient.Client, image string, n int
 			Cmd:          []string{"sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"},
 			ExposedPorts: nat.PortSet{"8080/tcp": {}}}
 		hc := &container.HostConfig{
-			Resources:    container.Resources{NanoCPUs: 10_000_000, Memory: 16 << 20},
+			Resources:    container.Resources{NanoCPUs: 100_000_000, Memory: 64 << 20},
 			PortBindings: nat.PortMap{"8080/tcp": {{HostIP: "0.0.0.0", HostPort: "0"}}}}
 		created, err := dc.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 		if err != nil {

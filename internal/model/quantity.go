@@ -101,6 +101,19 @@ func (b ByteSize) String() string {
 	return strconv.FormatInt(int64(b), 10)
 }
 
+// Human formats for people, rounded to one decimal: "23.5Gi".
+func (b ByteSize) Human() string {
+	units := []string{"Ki", "Mi", "Gi", "Ti"}
+	v, unit := float64(b), ""
+	for _, u := range units {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) + unit
+}
+
 // MarshalJSON writes the String form.
 func (b ByteSize) MarshalJSON() ([]byte, error) { return json.Marshal(b.String()) }
 

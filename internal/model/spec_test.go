@@ -258,3 +258,11 @@ func TestQuantities(t *testing.T) {
 		t.Error("bad duration accepted")
 	}
 }
+
+func TestByteSizeHuman(t *testing.T) {
+	for b, want := range map[ByteSize]string{512: "512", 1536: "1.5Ki", 64 << 20: "64Mi", 25275387904: "23.5Gi"} {
+		if got := b.Human(); got != want {
+			t.Errorf("%d.Human() = %s, want %s", int64(b), got, want)
+		}
+	}
+}

@@ -124,6 +124,23 @@ func TestFaults(t *testing.T) {
 		b.mustCLI("rm", "huge", "--wait", "--timeout", "1m")
 	})
 
+	t.Run("host port conflict stays pending", func(t *testing.T) {
+		fixed := "image: berth-test/busybox:latest\ncommand: [sleep, '600']\nports: [{name: p, containerPort: 80, hostPort: 24999}]\nstopGracePeriod: 1s\n"
+		b.mustCLI("apply", "-f", writeSpec(t, "name: first\n"+fixed), "--wait", "--timeout", "1m")
+		b.mustCLI("apply", "-f", writeSpec(t, "name: second\n"+fixed))
+		eventually(t, 30*time.Second, "scheduler explanation", func() bool {
+			v, err := b.c.GetApp(ctx, "", "second")
+			return err == nil && v.Status.Pending == 1 && strings.Contains(v.Status.Message, "0/1 nodes fit: host port 24999 in use")
+		})
+		if ev := b.mustCLI("events", "--app", "second"); !strings.Contains(ev, "FailedScheduling") {
+			t.Fatalf("events:\n%s", ev)
+		}
+		// Freeing the port lets the pending instance start.
+		b.mustCLI("rm", "first", "--wait", "--timeout", "1m")
+		b.mustCLI("apply", "-f", writeSpec(t, "name: second\n"+fixed), "--wait", "--timeout", "1m")
+		b.mustCLI("rm", "second", "--wait", "--timeout", "1m")
+	})
+
 	t.Run("crashing process restarts with backoff", func(t *testing.T) {
 		b.mustCLI("apply", "-f", writeSpec(t, "name: crashy\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'echo boom; exit 3']\nrestart: {policy: on-failure, initialDelay: 500ms, maxDelay: 2s}\n"))
 		eventually(t, time.Minute, "two restarts", func() bool {
