@@ -27,7 +27,7 @@ func printStructured(w io.Writer, format string, v any) (bool, error) {
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
+		enc.SetEscapeHTML(false)
 		return true, enc.Encode(v)
 	case "yaml":
 		b, err := yaml.Marshal(v)
