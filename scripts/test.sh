@@ -9,7 +9,9 @@ cd "$REPO_ROOT"
 "$REPO_ROOT/scripts/deps.sh"
 "$REPO_ROOT/scripts/test-image.sh"
 
-log "go vet"
+log "gofmt and go vet"
+unformatted=$(gofmt -l cmd internal test)
+[ -z "$unformatted" ] || die "gofmt would change: $unformatted"
 go vet ./...
 
 log "unit and conformance tests (race detector)"

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -30,8 +32,10 @@ median of --rounds runs is printed. Everything created is removed.`,
 			if err != nil {
 				return err
 			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop() // Ctrl-C still removes what the benchmark created
 			fmt.Fprintf(os.Stderr, "benchmarking deploys of %v instances, %d rounds each\n", ns, rounds)
-			rs, err := bench.RunDeploy(cmd.Context(), bench.DeployOptions{Counts: ns, Rounds: rounds, Image: image, Out: os.Stderr})
+			rs, err := bench.RunDeploy(ctx, bench.DeployOptions{Counts: ns, Rounds: rounds, Image: image, Out: os.Stderr})
 			if len(rs) > 0 {
 				bench.PrintDeployTable(os.Stdout, rs)
 			}

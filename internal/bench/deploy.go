@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/model"
 )
 
 // DeployOptions configure RunDeploy.
@@ -133,7 +135,7 @@ const benchCmd = `["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && ex
 
 func timeBerth(ctx context.Context, c *client.Client, image string, n, round int) (time.Duration, error) {
 	name := fmt.Sprintf("bench%d-%d", n, round)
-	spec := fmt.Sprintf("name: %s\nimage: %s\ncommand: %s\ninstances: %d\nresources: {cpu: 0.1, memory: 64Mi}\nports: [{name: http, containerPort: 8080}]\nstopGracePeriod: 1s\n",
+	spec := fmt.Sprintf("name: %s\nimage: %s\ncommand: %s\ninstances: %d\nresources: {memory: 64Mi}\nports: [{name: http, containerPort: 8080}]\nstopGracePeriod: 1s\n",
 		name, image, benchCmd, n)
 	start := time.Now()
 	if _, err := c.Apply(ctx, []byte(spec)); err != nil {
@@ -141,14 +143,25 @@ func timeBerth(ctx context.Context, c *client.Client, image string, n, round int
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	if _, err := c.WaitConverged(wctx, "", name, client.WaitOptions{Poll: 10 * time.Millisecond}); err != nil {
+	var why string
+	_, err := c.WaitConverged(wctx, "", name, client.WaitOptions{Poll: 10 * time.Millisecond,
+		Progress: func(v model.AppView) {
+			if strings.HasPrefix(v.Status.Message, "unschedulable") {
+				why = v.Status.Message
+				cancel() // will never converge on this host
+			}
+		}})
+	if why != "" {
+		return 0, fmt.Errorf("%s (use fewer instances)", why)
+	}
+	if err != nil {
 		return 0, err
 	}
 	d := time.Since(start)
 	if err := c.DeleteApp(ctx, "", name); err != nil {
 		return d, err
 	}
-	_, err := c.WaitConverged(wctx, "", name, client.WaitOptions{Gone: true})
+	_, err = c.WaitConverged(ctx, "", name, client.WaitOptions{Gone: true})
 	return d, err
 }
 
@@ -163,7 +176,7 @@ func timePlain(ctx context.Context, dc *dockerclient.Client, image string, n int
 			Cmd:          []string{"sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"},
 			ExposedPorts: nat.PortSet{"8080/tcp": {}}}
 		hc := &container.HostConfig{
-			Resources:    container.Resources{NanoCPUs: 100_000_000, Memory: 64 << 20},
+			Resources:    container.Resources{Memory: 64 << 20},
 			PortBindings: nat.PortMap{"8080/tcp": {{HostIP: "0.0.0.0", HostPort: "0"}}}}
 		created, err := dc.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 		if err != nil {
