@@ -91,7 +91,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.observe(ctx, o.Value, existing[o.Value.ID])
 		}
 	}
-	a.removeOrphans(ctx, existing, known)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.removeOrphans(ctx, existing, known)
+	}()
 	for ctx.Err() == nil {
 		ch, err := a.o.Store.Watch(ctx, model.PrefixInstances, rev)
 		if err != nil {
@@ -199,7 +203,9 @@ func (a *Agent) listWorkloads(ctx context.Context) map[string]*workload {
 			continue
 		}
 		for _, st := range list {
-			if st.InstanceID == "" {
+			// Only this node's workloads: another berth on the same host
+			// (a second node, a test, a benchmark) owns its own.
+			if st.InstanceID == "" || st.Labels[driver.LabelNode] != a.o.NodeName {
 				continue
 			}
 			if prev, ok := out[st.InstanceID]; ok && prev.status.State == driver.StateRunning {
@@ -211,20 +217,29 @@ func (a *Agent) listWorkloads(ctx context.Context) map[string]*workload {
 	return out
 }
 
-// removeOrphans stops and removes workloads whose instance is gone.
+// removeOrphans stops and removes, in parallel, this node's workloads
+// whose instance no longer exists.
 func (a *Agent) removeOrphans(ctx context.Context, existing map[string]*workload, known map[string]bool) {
+	var wg sync.WaitGroup
 	for id, w := range existing {
 		if known[id] {
 			continue
 		}
-		d, st := a.drivers[w.driver], w.status
-		a.o.Log.Info("removing orphaned workload", "instance", id, "id", st.ID)
-		_ = d.Stop(ctx, st.ID, model.DefaultStopGracePeriod)
-		_ = d.Remove(ctx, st.ID)
-		a.o.Events.Record(ctx, model.Event{Reason: "OrphanRemoved", Node: a.o.NodeName, Instance: id,
-			Namespace: st.Labels[driver.LabelNamespace], App: st.Labels[driver.LabelApp],
-			Message: "removed workload " + shortID(st.ID) + " whose instance no longer exists"})
+		wg.Add(1)
+		go func(id string, d driver.Driver, st driver.Status) {
+			defer wg.Done()
+			a.o.Log.Info("removing orphaned workload", "instance", id, "id", st.ID)
+			_ = d.Stop(ctx, st.ID, model.DefaultStopGracePeriod)
+			if err := d.Remove(ctx, st.ID); err != nil {
+				a.o.Log.Warn("remove orphaned workload", "id", st.ID, "err", err)
+				return
+			}
+			a.o.Events.Record(ctx, model.Event{Reason: "OrphanRemoved", Node: a.o.NodeName, Instance: id,
+				Namespace: st.Labels[driver.LabelNamespace], App: st.Labels[driver.LabelApp],
+				Message: "removed workload " + shortID(st.ID) + " whose instance no longer exists"})
+		}(id, a.drivers[w.driver], w.status)
 	}
+	wg.Wait()
 }
 
 // spec returns the template of an instance's revision (immutable, cached).

@@ -77,6 +77,15 @@ func RunUp(ctx context.Context, o Options) error {
 	if o.Listen == "" {
 		o.Listen = DefaultListen
 	}
+	if o.NodeName == "" {
+		// Resolve it here: the driver scopes its workloads by node name,
+		// and an empty one would claim every berth container on the host.
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			return fmt.Errorf("cannot determine the node name (%v); pass --node-name", err)
+		}
+		o.NodeName = host
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
 	}
