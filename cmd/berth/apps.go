@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -134,7 +133,7 @@ func newPs(g *globals) *cobra.Command {
 				if in.Status.NextRestartAt != nil {
 					msg += fmt.Sprintf(" (restart in %s)", time.Until(*in.Status.NextRestartAt).Round(time.Second))
 				}
-				t.row(in.ID, in.Revision, dash(in.Node), state, dash(in.Status.Health), ports(in.HostPorts),
+				t.row(in.ID, in.Revision, dash(in.Node), state, dash(in.Status.Health), dash(model.FormatHostPorts(in.HostPorts)),
 					in.Status.Restarts, age(in.CreatedAt), dash(msg))
 			}
 			t.flush()
@@ -144,22 +143,6 @@ func newPs(g *globals) *cobra.Command {
 	outputFlag(cmd, &out, "json, yaml")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "include stopped instances")
 	return cmd
-}
-
-func ports(m map[string]int) string {
-	if len(m) == 0 {
-		return "-"
-	}
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = fmt.Sprintf("%s:%d", n, m[n])
-	}
-	return strings.Join(parts, ",")
 }
 
 func newScale(g *globals) *cobra.Command {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
 	"sort"
 	"sync"
 	"time"
@@ -144,11 +145,10 @@ func (a *Agent) resync(ctx context.Context) (int64, error) {
 
 func (a *Agent) handle(ctx context.Context, ev store.Event) {
 	if ev.Type == store.EventDelete {
+		// Instance keys end in the instance ID (model.InstanceKey).
 		a.mu.Lock()
-		for _, r := range a.runners {
-			if r.key == ev.KV.Key {
-				r.markDeleted()
-			}
+		if r, ok := a.runners[path.Base(ev.KV.Key)]; ok && r.key == ev.KV.Key {
+			r.markDeleted()
 		}
 		a.mu.Unlock()
 		return

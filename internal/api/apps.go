@@ -113,12 +113,7 @@ func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) appInstances(w http.ResponseWriter, r *http.Request) {
-	ns, name := namespace(r), r.PathValue("name")
-	if _, err := s.apps.Get(r.Context(), ns, name); err != nil {
-		s.fail(w, err)
-		return
-	}
-	insts, err := s.apps.Instances(r.Context(), ns, name)
+	insts, err := s.apps.AppInstances(r.Context(), namespace(r), r.PathValue("name"))
 	if err != nil {
 		s.fail(w, err)
 		return

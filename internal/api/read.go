@@ -132,11 +132,7 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	ns, name := namespace(r), r.PathValue("name")
-	if _, err := s.apps.Get(r.Context(), ns, name); err != nil {
-		s.fail(w, err)
-		return
-	}
-	insts, err := s.apps.Instances(r.Context(), ns, name)
+	insts, err := s.apps.AppInstances(r.Context(), ns, name)
 	if err != nil {
 		s.fail(w, err)
 		return

@@ -64,6 +64,15 @@ func (s *Service) Instances(ctx context.Context, ns, app string) ([]model.Instan
 	return insts, nil
 }
 
+// AppInstances is Instances for an app that must exist (ErrNotFound
+// otherwise).
+func (s *Service) AppInstances(ctx context.Context, ns, app string) ([]model.Instance, error) {
+	if _, err := s.Store.Get(ctx, model.AppKey(ns, app)); err != nil {
+		return nil, notFound(err)
+	}
+	return s.Instances(ctx, ns, app)
+}
+
 // SortInstances orders by creation time, then ID.
 func SortInstances(insts []model.Instance) {
 	sort.Slice(insts, func(i, j int) bool {

@@ -1,6 +1,11 @@
 package model
 
-import "time"
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
 
 // Instance states, in the order an instance normally moves through them.
 const (
@@ -86,4 +91,19 @@ func (i *Instance) Terminal() bool {
 		return i.Status.NextRestartAt == nil
 	}
 	return false
+}
+
+// FormatHostPorts writes host ports as "admin:20001,http:20000", sorted by
+// port name; "" when there are none.
+func FormatHostPorts(ports map[string]int) string {
+	names := make([]string, 0, len(ports))
+	for n := range ports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s:%d", n, ports[n])
+	}
+	return strings.Join(parts, ",")
 }

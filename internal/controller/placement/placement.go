@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -155,25 +154,16 @@ func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[s
 		return err
 	}
 	for i := range placed {
-		c.o.Events.Normal(ctx, &placed[i], "Scheduled", "placed on node %s%s", placed[i].Node, portList(placed[i].HostPorts))
+		c.o.Events.Normal(ctx, &placed[i], "Scheduled", "placed on node %s%s", placed[i].Node, hostPortsSuffix(placed[i].HostPorts))
 	}
 	return nil
 }
 
-func portList(ports map[string]int) string {
+func hostPortsSuffix(ports map[string]int) string {
 	if len(ports) == 0 {
 		return ""
 	}
-	names := make([]string, 0, len(ports))
-	for n := range ports {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = fmt.Sprintf("%s=%d", n, ports[n])
-	}
-	return " with host ports " + strings.Join(parts, ",")
+	return " with host ports " + model.FormatHostPorts(ports)
 }
 
 // refuse records why an instance could not be placed, once per distinct
