@@ -19,7 +19,7 @@ import (
 )
 
 func newApply(g *globals) *cobra.Command {
-	var file string
+	var file, out string
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -45,32 +45,36 @@ makes a new revision that replaces the instances one at a time.`,
 			}
 			ctx, cancel := waitContext(cmd.Context(), wait, timeout)
 			defer cancel()
+			rep := reporter{format: out}
+			var results []model.ApplyResult
 			for _, doc := range splitDocuments(data) {
 				res, err := c.Apply(ctx, doc)
 				if err != nil {
 					return applyError(file, err)
 				}
+				results = append(results, res)
 				a := res.App
 				switch {
 				case !res.Changed:
-					fmt.Printf("app %s unchanged (revision %d)\n", a.Name, a.Revision)
+					rep.say("app %s unchanged (revision %d)", a.Name, a.Revision)
 				case res.NewRevision && a.Revision == 1:
-					fmt.Printf("app %s created (revision 1, %d instances)\n", a.Name, a.DesiredInstances())
+					rep.say("app %s created (revision 1, %d instances)", a.Name, a.DesiredInstances())
 				case res.NewRevision:
-					fmt.Printf("app %s updated to revision %d\n", a.Name, a.Revision)
+					rep.say("app %s updated to revision %d", a.Name, a.Revision)
 				default:
-					fmt.Printf("app %s scaled to %d instances (revision %d)\n", a.Name, a.DesiredInstances(), a.Revision)
+					rep.say("app %s scaled to %d instances (revision %d)", a.Name, a.DesiredInstances(), a.Revision)
 				}
 				if wait {
-					if err := waitApp(ctx, c, a.Namespace, a.Name, false); err != nil {
+					if _, err := waitApp(ctx, c, rep, a.Namespace, a.Name, false); err != nil {
 						return err
 					}
 				}
 			}
-			return nil
+			return rep.result(results)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON), or - for stdin")
+	outputFlag(cmd, &out, "json, yaml (the apply results; messages go to stderr)")
 	addWaitFlags(cmd, &wait, &timeout)
 	return cmd
 }
@@ -140,26 +144,26 @@ func waitContext(ctx context.Context, wait bool, timeout time.Duration) (context
 
 // waitApp waits until the app converges (or is gone), printing a line on
 // every change, and explains what is stuck if the wait times out.
-func waitApp(ctx context.Context, c *client.Client, ns, name string, gone bool) error {
+func waitApp(ctx context.Context, c *client.Client, rep reporter, ns, name string, gone bool) (model.AppView, error) {
 	v, err := c.WaitConverged(ctx, ns, name, client.WaitOptions{Gone: gone, Progress: func(v model.AppView) {
-		fmt.Println("  " + progressLine(v))
+		rep.say("  %s", progressLine(v))
 	}})
 	if err == nil {
 		if gone {
-			fmt.Printf("app %s removed\n", name)
+			rep.say("app %s removed", name)
 		} else {
-			fmt.Printf("app %s converged: %d/%d ready at revision %d\n", name, v.Status.Ready, v.Status.Desired, v.Status.Revision)
+			rep.say("app %s converged: %d/%d ready at revision %d", name, v.Status.Ready, v.Status.Desired, v.Status.Revision)
 		}
-		return nil
+		return v, nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		why := v.Status.Message
 		if why == "" {
 			why = "instances are still starting or stopping"
 		}
-		return fmt.Errorf("timed out waiting for %s: %s (%s)", name, progressLine(v), why)
+		return v, fmt.Errorf("timed out waiting for %s: %s (%s)", name, progressLine(v), why)
 	}
-	return err
+	return v, err
 }
 
 func progressLine(v model.AppView) string {

@@ -147,6 +147,7 @@ func newPs(g *globals) *cobra.Command {
 
 func newScale(g *globals) *cobra.Command {
 	var wait bool
+	var out string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:     "scale APP N",
@@ -164,22 +165,30 @@ func newScale(g *globals) *cobra.Command {
 			}
 			ctx, cancel := waitContext(cmd.Context(), wait, timeout)
 			defer cancel()
-			if _, err := c.Scale(ctx, g.namespace, args[0], n); err != nil {
+			app, err := c.Scale(ctx, g.namespace, args[0], n)
+			if err != nil {
 				return err
 			}
-			fmt.Printf("app %s scaled to %d instances\n", args[0], n)
-			if wait {
-				return waitApp(ctx, c, g.namespace, args[0], false)
+			rep := reporter{format: out}
+			rep.say("app %s scaled to %d instances", args[0], n)
+			if !wait {
+				return rep.result(app)
 			}
-			return nil
+			v, err := waitApp(ctx, c, rep, g.namespace, args[0], false)
+			if err != nil {
+				return err
+			}
+			return rep.result(v)
 		},
 	}
 	addWaitFlags(cmd, &wait, &timeout)
+	outputFlag(cmd, &out, "json, yaml (the app; messages go to stderr)")
 	return cmd
 }
 
 func newRm(g *globals) *cobra.Command {
 	var wait bool
+	var out string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:     "rm APP",
@@ -196,13 +205,17 @@ func newRm(g *globals) *cobra.Command {
 			if err := c.DeleteApp(ctx, g.namespace, args[0]); err != nil {
 				return err
 			}
-			fmt.Printf("app %s is being removed\n", args[0])
+			rep := reporter{format: out}
+			rep.say("app %s is being removed", args[0])
 			if wait {
-				return waitApp(ctx, c, g.namespace, args[0], true)
+				if _, err := waitApp(ctx, c, rep, g.namespace, args[0], true); err != nil {
+					return err
+				}
 			}
-			return nil
+			return rep.result(map[string]any{"name": args[0], "namespace": g.namespace, "removed": wait})
 		},
 	}
 	addWaitFlags(cmd, &wait, &timeout)
+	outputFlag(cmd, &out, "json, yaml (messages go to stderr)")
 	return cmd
 }

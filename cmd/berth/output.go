@@ -90,3 +90,21 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// reporter sends human messages to stdout, or to stderr when a structured
+// format (-o json|yaml) is asked for, so stdout stays parseable.
+type reporter struct{ format string }
+
+func (r reporter) say(format string, args ...any) {
+	w := os.Stdout
+	if r.format != "" {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// result prints v in the structured format, if one was asked for.
+func (r reporter) result(v any) error {
+	_, err := printStructured(os.Stdout, r.format, v)
+	return err
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -47,6 +49,12 @@ func TestLifecycle(t *testing.T) {
 	// Re-applying the same spec is a no-op.
 	if out := b.mustCLI("apply", "-f", spec); !strings.Contains(out, "unchanged (revision 1)") {
 		t.Fatalf("re-apply: %s", out)
+	}
+	if res := jsonOut[[]model.ApplyResult](t, b, "apply", "-f", spec); len(res) != 1 || res[0].Changed || res[0].App.Revision != 1 {
+		t.Fatalf("apply -o json: %+v", res)
+	}
+	if insts := jsonOut[[]model.Instance](t, b, "ps", app); len(insts) != 3 || insts[0].Status.Health != model.HealthHealthy {
+		t.Fatalf("ps -o json: %+v", insts)
 	}
 
 	for _, n := range []int{5, 1} {
@@ -176,12 +184,18 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// jsonOut runs a CLI command with -o json and decodes it.
+// jsonOut runs a CLI command with -o json and decodes its stdout (human
+// messages go to stderr).
 func jsonOut[T any](t *testing.T, b *berth, args ...string) T {
 	t.Helper()
 	var v T
-	out := b.mustCLI(append(args, "-o", "json")...)
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
+	cmd := exec.Command(binary, append(args, "-o", "json")...)
+	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+b.config)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("berth %v -o json: %v", args, err)
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
 		t.Fatalf("berth %v -o json: %v\n%s", args, err, out)
 	}
 	return v

@@ -29,7 +29,7 @@ var (
 	keyFormat  = []byte("format")
 )
 
-const formatVersion = "berth-store-1"
+const formatVersion = "berth-store-2"
 
 // Options tune the backend.
 type Options struct {
@@ -61,11 +61,16 @@ type watcher struct {
 	ch     chan store.Event
 }
 
-// record is a stored value with its revisions.
-type record struct {
-	C int64  `json:"c"`
-	M int64  `json:"m"`
-	V []byte `json:"v"`
+// Records are stored as CreateRev and ModRev (8 bytes each, big endian)
+// followed by the value, so List decodes without copying through JSON.
+const recordHeader = 16
+
+func encodeRecord(create, mod int64, value []byte) []byte {
+	b := make([]byte, recordHeader+len(value))
+	binary.BigEndian.PutUint64(b[0:8], uint64(create))
+	binary.BigEndian.PutUint64(b[8:16], uint64(mod))
+	copy(b[recordHeader:], value)
+	return b
 }
 
 // logEntry is one change in the change log.
@@ -156,12 +161,14 @@ func readRev(tx *bbolt.Tx) int64 {
 	return int64(binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keyRev)))
 }
 
+// decode copies a record out of bolt's memory map (valid only inside the
+// transaction) into a KV.
 func decode(k, v []byte) (store.KV, error) {
-	var r record
-	if err := json.Unmarshal(v, &r); err != nil {
-		return store.KV{}, fmt.Errorf("store: corrupt record %q: %w", k, err)
+	if len(v) < recordHeader {
+		return store.KV{}, fmt.Errorf("store: corrupt record %q: %d bytes", k, len(v))
 	}
-	return store.KV{Key: string(k), Value: r.V, CreateRev: r.C, ModRev: r.M}, nil
+	return store.KV{Key: string(k), Value: append([]byte(nil), v[recordHeader:]...),
+		CreateRev: int64(binary.BigEndian.Uint64(v[0:8])), ModRev: int64(binary.BigEndian.Uint64(v[8:16]))}, nil
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -273,8 +280,7 @@ func (s *Store) Txn(ctx context.Context, t store.Txn) (int64, error) {
 					}
 					create = prev.CreateRev
 				}
-				b, _ := json.Marshal(record{C: create, M: rev, V: op.Value})
-				if err := kvb.Put(k, b); err != nil {
+				if err := kvb.Put(k, encodeRecord(create, rev, op.Value)); err != nil {
 					return err
 				}
 				val := append([]byte(nil), op.Value...)
