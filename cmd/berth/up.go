@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,12 +15,13 @@ import (
 
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/model"
 )
 
 func newUp() *cobra.Command {
 	o := daemon.Options{WriteContext: true}
 	var apply []string
-	var logLevel string
+	var logLevel, portRange string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run berth on this host: API, controllers and agent, on the embedded store",
@@ -33,8 +36,12 @@ starting it again reattaches to them without restarting any.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
-			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+			err := lvl.UnmarshalText([]byte(logLevel))
+			if err != nil {
 				return fmt.Errorf("--log-level: %w", err)
+			}
+			if o.PortRange, err = parsePortRange(portRange); err != nil {
+				return err
 			}
 			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 			o.Version = version
@@ -52,8 +59,23 @@ starting it again reattaches to them without restarting any.`,
 	f.StringVar(&o.NodeName, "node-name", "", "this node's name (default: hostname)")
 	f.StringSliceVar(&apply, "apply", nil, "spec files to apply once berth is up (like 'berth apply -f')")
 	f.StringToStringVar(&o.WorkloadLabels, "workload-label", nil, "extra label put on every workload this node starts (key=value, repeatable)")
+	f.StringVar(&portRange, "port-range", fmt.Sprintf("%d-%d", model.DefaultPortRange[0], model.DefaultPortRange[1]),
+		"host ports assigned to instances come from this range (FROM-TO)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// parsePortRange parses "20000-32767".
+func parsePortRange(s string) ([2]int, error) {
+	var r [2]int
+	from, to, ok := strings.Cut(s, "-")
+	var err1, err2 error
+	r[0], err1 = strconv.Atoi(strings.TrimSpace(from))
+	r[1], err2 = strconv.Atoi(strings.TrimSpace(to))
+	if !ok || err1 != nil || err2 != nil || r[0] < 1 || r[1] > 65535 || r[0] > r[1] {
+		return r, fmt.Errorf("--port-range must be FROM-TO with 1 <= FROM <= TO <= 65535, got %q", s)
+	}
+	return r, nil
 }
 
 // applyAtStart applies spec files once the API serves, logging progress.

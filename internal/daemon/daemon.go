@@ -40,6 +40,9 @@ type Options struct {
 	Listen string
 	// NodeName defaults to the hostname.
 	NodeName string
+	// PortRange is where assigned host ports come from (default
+	// model.DefaultPortRange).
+	PortRange [2]int
 	// WorkloadLabels are added to every workload started on this node.
 	WorkloadLabels map[string]string
 	// WriteContext saves the CLI context (server URL and admin token).
@@ -104,7 +107,7 @@ func RunUp(ctx context.Context, o Options) error {
 	}
 	rec := events.NewRecorder(st, o.Log)
 	ag := agent.New(agent.Options{Store: st, Drivers: map[string]driver.Driver{"docker": dock},
-		NodeName: o.NodeName, WorkloadLabels: o.WorkloadLabels, Events: rec, Log: o.Log, Version: o.Version})
+		NodeName: o.NodeName, PortRange: o.PortRange, WorkloadLabels: o.WorkloadLabels, Events: rec, Log: o.Log, Version: o.Version})
 	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	ln, err := net.Listen("tcp", o.Listen)

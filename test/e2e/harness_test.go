@@ -77,6 +77,7 @@ type berth struct {
 	config  string
 	listen  string
 	node    string
+	ports   string // host port range, away from a developer's own berth
 	cmd     *exec.Cmd
 	logs    *bytes.Buffer
 	c       *client.Client
@@ -87,6 +88,15 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// testPortRange picks a random 100-port block in 21000-29999 so test
+// instances do not collide with a berth running on the same host.
+func testPortRange() string {
+	b := make([]byte, 1)
+	_, _ = rand.Read(b)
+	from := 21000 + int(b[0]%90)*100
+	return fmt.Sprintf("%d-%d", from, from+99)
 }
 
 func freePort(t *testing.T) string {
@@ -108,7 +118,7 @@ func startBerth(t *testing.T) *berth {
 		t.Fatal(err)
 	}
 	b := &berth{t: t, dataDir: filepath.Join(dir, "data"), config: filepath.Join(dir, "context.json"),
-		listen: freePort(t), node: "berth-test-" + randHex(4), docker: dc}
+		listen: freePort(t), node: "berth-test-" + randHex(4), docker: dc, ports: testPortRange()}
 	t.Cleanup(func() {
 		b.kill()
 		b.removeContainers()
@@ -125,7 +135,7 @@ func (b *berth) start() {
 	b.t.Helper()
 	b.logs = &bytes.Buffer{}
 	b.cmd = exec.Command(binary, "up", "--data-dir", b.dataDir, "--listen", b.listen, "--node-name", b.node,
-		"--workload-label", "berth.test=1", "--log-level", "debug")
+		"--workload-label", "berth.test=1", "--log-level", "debug", "--port-range", b.ports)
 	b.cmd.Env = append(os.Environ(), "BERTH_CONFIG="+b.config)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
 	if err := b.cmd.Start(); err != nil {
