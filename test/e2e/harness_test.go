@@ -160,6 +160,24 @@ func (b *berth) start() {
 	b.t.Fatalf("berth up did not come up; output:\n%s", b.logs.String())
 }
 
+// stop stops berth with SIGTERM, as an operator would, and waits.
+func (b *berth) stop() {
+	b.t.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			b.t.Fatalf("berth up exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		b.t.Fatal("berth up did not exit within 30s of SIGTERM")
+	}
+}
+
 // kill stops berth with SIGKILL, as a crash would.
 func (b *berth) kill() {
 	if b.cmd != nil && b.cmd.Process != nil && b.cmd.ProcessState == nil {

@@ -49,3 +49,28 @@ func TestNodesOnOneHostKeepApart(t *testing.T) {
 	}
 	a.mustCLI("rm", "mine", "--wait", "--timeout", "1m")
 }
+
+// TestStopLeavesWorkloadsRunning: SIGTERM stops berth cleanly; the apps
+// keep running and the next start adopts them without a restart.
+func TestStopLeavesWorkloadsRunning(t *testing.T) {
+	b := startBerth(t)
+	b.mustCLI("apply", "-f", writeSpec(t, strings.ReplaceAll(sleeper, "%s", "steady")), "--wait", "--timeout", "1m")
+	ids := containerIDs(b, "steady")
+	started := startTimes(t, b, ids)
+	b.stop()
+	for _, id := range ids {
+		if !inspectState(t, b, id).Running {
+			t.Fatalf("container %s stopped with berth", id)
+		}
+	}
+	b.start()
+	eventually(t, 30*time.Second, "instances reattached", func() bool {
+		return strings.Count(b.mustCLI("events", "--app", "steady"), "Reattached") == len(ids)
+	})
+	for id, ts := range startTimes(t, b, containerIDs(b, "steady")) {
+		if ts != started[id] {
+			t.Fatalf("container %s restarted across a clean stop", id)
+		}
+	}
+	b.mustCLI("rm", "steady", "--wait", "--timeout", "1m")
+}
