@@ -23,6 +23,7 @@ type ConflictError struct {
 	Revision int64
 }
 
+// Error says who won and what to do.
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("app was changed concurrently (now at revision %d); re-read and retry", e.Revision)
 }

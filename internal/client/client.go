@@ -36,6 +36,7 @@ type Error struct {
 	model.APIError
 }
 
+// Error is the server's message.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Message)

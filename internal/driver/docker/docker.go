@@ -358,6 +358,7 @@ func (d *Driver) Exec(ctx context.Context, id string, cmd []string) (driver.Exec
 // limitedBuffer keeps the first maxExecOutput bytes written to it.
 type limitedBuffer struct{ b []byte }
 
+// Write keeps what fits and reports everything written.
 func (l *limitedBuffer) Write(p []byte) (int, error) {
 	if room := maxExecOutput - len(l.b); room > 0 {
 		if len(p) > room {
@@ -369,6 +370,7 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns what was kept.
 func (l *limitedBuffer) String() string { return string(l.b) }
 
 var _ driver.Driver = (*Driver)(nil)
