@@ -156,6 +156,10 @@ func waitApp(ctx context.Context, c *client.Client, rep reporter, ns, name strin
 		}
 		return v, nil
 	}
+	if errors.Is(err, client.ErrFailing) {
+		return v, fmt.Errorf("%s is failing: %s — see 'berth events --app %s' (--wait stops here; berth keeps retrying)",
+			name, v.Status.Message, name)
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		why := v.Status.Message
 		if why == "" {

@@ -74,7 +74,7 @@ func (r *runner) checkHealth(ctx context.Context, in *model.Instance, spec *mode
 func probe(ctx context.Context, h *model.HealthCheck, in *model.Instance, spec *model.AppSpec, drv driver.Driver, cid string) error {
 	switch {
 	case h.HTTP != nil:
-		addr, err := hostAddr(in, h.HTTP.Port)
+		dial, addr, err := portDialer(in, spec, drv, cid, h.HTTP.Port)
 		if err != nil {
 			return err
 		}
@@ -86,7 +86,13 @@ func probe(ctx context.Context, h *model.HealthCheck, in *model.Instance, spec *
 		if err != nil {
 			return err
 		}
-		resp, err := probeClient.Do(req)
+		hc := &http.Client{
+			Transport: &http.Transport{DisableKeepAlives: true,
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }},
+			// A 3xx answer is a pass; do not follow it.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		resp, err := hc.Do(req)
 		if err != nil {
 			return fmt.Errorf("GET %s: %v", path, err)
 		}
@@ -96,12 +102,11 @@ func probe(ctx context.Context, h *model.HealthCheck, in *model.Instance, spec *
 		}
 		return nil
 	case h.TCP != nil:
-		addr, err := hostAddr(in, h.TCP.Port)
+		dial, _, err := portDialer(in, spec, drv, cid, h.TCP.Port)
 		if err != nil {
 			return err
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
+		c, err := dial(ctx)
 		if err != nil {
 			return fmt.Errorf("tcp connect to port %s: %v", h.TCP.Port, err)
 		}
@@ -119,17 +124,30 @@ func probe(ctx context.Context, h *model.HealthCheck, in *model.Instance, spec *
 	return nil
 }
 
-// probeClient does not follow redirects: a 3xx answer is a pass.
-var probeClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
-	return http.ErrUseLastResponse
-}}
-
-func hostAddr(in *model.Instance, port string) (string, error) {
+// portDialer says how to reach a named port: from inside the workload's
+// network when the driver can (the published host port may be answered by
+// a proxy even when nothing listens), else through the host port. addr is
+// the address to name in requests.
+func portDialer(in *model.Instance, spec *model.AppSpec, drv driver.Driver, cid, port string) (dial func(context.Context) (net.Conn, error), addr string, err error) {
+	if inside, ok := drv.(driver.InsideDialer); ok {
+		for _, p := range spec.Ports {
+			if p.Name == port {
+				return func(ctx context.Context) (net.Conn, error) {
+					return inside.DialInside(ctx, cid, "tcp", p.ContainerPort)
+				}, net.JoinHostPort("127.0.0.1", strconv.Itoa(p.ContainerPort)), nil
+			}
+		}
+		return nil, "", fmt.Errorf("port %q is not declared", port)
+	}
 	hp, ok := in.HostPorts[port]
 	if !ok || hp == 0 {
-		return "", fmt.Errorf("port %q has no host port", port)
+		return nil, "", fmt.Errorf("port %q has no host port", port)
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(hp)), nil
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(hp))
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}, addr, nil
 }
 
 func truncate(s string, n int) string {

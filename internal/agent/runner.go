@@ -231,10 +231,18 @@ func (r *runner) supervise(ctx context.Context, in *model.Instance, spec *model.
 	if spec.Health != nil {
 		go r.checkHealth(sctx, in, spec, drv, r.cid)
 	}
+	stable := time.NewTimer(stableAfter(spec))
+	defer stable.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-stable.C:
+			// Ran long enough: past failures no longer count.
+			if r.failures > 0 {
+				r.failures = 0
+				r.setStatus(ctx, func(s *model.InstanceStatus) { s.Failures = 0 })
+			}
 		case st := <-exited:
 			r.exited(ctx, in, spec, drv, st)
 			return
@@ -263,16 +271,15 @@ func (r *runner) exited(ctx context.Context, in *model.Instance, spec *model.App
 	}
 	if !shouldRestart(spec.Restart, st.ExitCode) {
 		r.a.o.Events.Warning(ctx, in, "Exited", "%s; restart policy %s: not restarting", msg, policyName(spec))
+		r.failures++
+		failures := r.failures
 		r.setStatus(ctx, func(s *model.InstanceStatus) {
 			s.State, s.Message, s.ExitCode, s.NextRestartAt = state, msg, st.ExitCode, nil
+			s.Failures = failures
 			s.Health = healthAfterExit(spec)
 		})
 		r.waitWake(ctx, -1)
 		return
-	}
-	ranFor := st.FinishedAt.Sub(st.StartedAt)
-	if ranFor >= maxDelay(spec) {
-		r.failures = 0
 	}
 	r.failures++
 	delay := restartDelay(spec.Restart, r.failures)
@@ -300,8 +307,10 @@ func (r *runner) exited(ctx context.Context, in *model.Instance, spec *model.App
 // instance should no longer run.
 func (r *runner) backoff(ctx context.Context, state, msg string, code int, delay time.Duration) bool {
 	next := time.Now().Add(delay)
+	failures := r.failures
 	r.setStatus(ctx, func(s *model.InstanceStatus) {
 		s.State, s.Message, s.ExitCode, s.NextRestartAt = state, msg, code, &next
+		s.Failures = failures
 		if s.Health != model.HealthNone {
 			s.Health = model.HealthUnknown
 		}
@@ -324,11 +333,15 @@ func healthAfterExit(spec *model.AppSpec) string {
 	return model.HealthUnknown
 }
 
-func maxDelay(spec *model.AppSpec) time.Duration {
+// stableAfter is how long a workload must run before its past failures
+// are forgiven (and the backoff starts over): the restart policy's
+// MaxDelay, at most 10s.
+func stableAfter(spec *model.AppSpec) time.Duration {
+	d := model.DefaultRestartMax
 	if spec.Restart != nil && spec.Restart.MaxDelay.Duration > 0 {
-		return spec.Restart.MaxDelay.Duration
+		d = spec.Restart.MaxDelay.Duration
 	}
-	return model.DefaultRestartMax
+	return min(d, 10*time.Second)
 }
 
 func policyName(spec *model.AppSpec) string {

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -133,9 +134,17 @@ func Status(app *model.App, insts []model.Instance) model.AppStatus {
 		if m := instanceProblem(in); m != "" {
 			msgs = append(msgs, m)
 		}
+		// Failing: waiting will not help. Either it keeps failing, or it
+		// ended and its restart policy says it stays down.
+		if in.Revision == app.Revision && (in.Status.Failures >= model.FailingThreshold || in.Terminal()) {
+			st.Failing = true
+		}
 	}
 	st.Converged = st.Ready == st.Desired && st.Outdated == 0 && st.Stopping == 0 &&
 		st.Ready == st.Running && st.Pending == 0 && st.Failed == 0
+	if st.Converged {
+		st.Failing = false
+	}
 	if !st.Converged && len(msgs) > 0 {
 		st.Message = firstDistinct(msgs)
 	}
@@ -147,8 +156,12 @@ func instanceProblem(in *model.Instance) string {
 		return "unschedulable: " + in.PlacementMessage
 	}
 	switch {
-	case in.Status.State == model.StateFailed && in.Status.Message != "":
-		return in.ID + ": " + in.Status.Message
+	case (in.Status.State == model.StateFailed || in.Status.State == model.StateStopped) && in.Status.Message != "":
+		msg := in.ID + ": " + in.Status.Message
+		if in.Status.Failures > 1 {
+			msg += fmt.Sprintf(" (%d failures in a row)", in.Status.Failures)
+		}
+		return msg
 	case in.Status.Health == model.HealthUnhealthy && in.Status.Message != "":
 		return in.ID + ": unhealthy: " + in.Status.Message
 	}

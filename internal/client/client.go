@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -257,6 +258,11 @@ func (c *Client) Logs(ctx context.Context, ns, app string, o LogOptions) (io.Rea
 	return resp.Body, nil
 }
 
+// ErrFailing is returned by WaitConverged when the app's status says it
+// is failing (an instance keeps failing, or ended for good): waiting
+// longer would not help. The returned view's Status.Message says why.
+var ErrFailing = errors.New("app is failing")
+
 // WaitOptions tune WaitConverged.
 type WaitOptions struct {
 	// Poll interval; default 250ms.
@@ -265,11 +271,13 @@ type WaitOptions struct {
 	Progress func(model.AppView)
 	// Gone waits for the app to disappear instead of converging.
 	Gone bool
+	// KeepWaiting ignores Status.Failing and waits for convergence anyway.
+	KeepWaiting bool
 }
 
 // WaitConverged polls an app until its status is converged (or, with
 // Gone, until it no longer exists), ctx ends, or the app fails for good
-// (every instance failed with restart policy never).
+// (ErrFailing).
 func (c *Client) WaitConverged(ctx context.Context, ns, name string, o WaitOptions) (model.AppView, error) {
 	if o.Poll == 0 {
 		o.Poll = 250 * time.Millisecond
@@ -291,6 +299,9 @@ func (c *Client) WaitConverged(ctx context.Context, ns, name string, o WaitOptio
 		last = v
 		if !o.Gone && v.Status.Converged {
 			return v, nil
+		}
+		if !o.Gone && v.Status.Failing && !o.KeepWaiting {
+			return v, ErrFailing
 		}
 		select {
 		case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 )
 
@@ -90,6 +91,13 @@ type ExecResult struct {
 	ExitCode int
 	// Output is combined stdout and stderr, truncated to a few KiB.
 	Output string
+}
+
+// InsideDialer is an optional ability: connect to a port on the
+// workload's own loopback, from inside its network. Health checks use it
+// when a driver has it, instead of the published host port.
+type InsideDialer interface {
+	DialInside(ctx context.Context, id, network string, port int) (net.Conn, error)
 }
 
 // Driver runs workloads on one node. Methods are safe for concurrent use.

@@ -216,10 +216,17 @@ type AppStatus struct {
 	// Converged is true when exactly Desired instances of Revision are
 	// ready and nothing else is active.
 	Converged bool `json:"converged"`
+	// Failing is true when an instance of the current revision has failed
+	// FailingThreshold times in a row: waiting longer will not help.
+	Failing bool `json:"failing,omitempty"`
 	// Message explains why the app is not converged (scheduler refusal,
 	// driver error), when known.
 	Message string `json:"message,omitempty"`
 }
+
+// FailingThreshold is how many consecutive failures of one instance make
+// its app "failing".
+const FailingThreshold = 3
 
 // AppView is an app with its status, as returned by the API.
 type AppView struct {

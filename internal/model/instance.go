@@ -64,6 +64,9 @@ type InstanceStatus struct {
 	ExitCode int    `json:"exitCode,omitempty"`
 	// Restarts counts in-place restarts by the agent.
 	Restarts int `json:"restarts,omitempty"`
+	// Failures counts consecutive failed starts and exits; it resets once
+	// the instance has run stably (see agent).
+	Failures int `json:"failures,omitempty"`
 	// NextRestartAt is set while waiting out a restart backoff.
 	NextRestartAt *time.Time `json:"nextRestartAt,omitempty"`
 	StartedAt     *time.Time `json:"startedAt,omitempty"`

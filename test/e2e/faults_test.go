@@ -96,7 +96,12 @@ func TestFaults(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("missing image", func(t *testing.T) {
-		b.mustCLI("apply", "-f", writeSpec(t, "name: noimg\nimage: berth-test/does-not-exist:1\nrestart: {initialDelay: 1s, maxDelay: 4s}\n"))
+		// --wait gives up early with the runtime's message: retrying will
+		// not make the image appear.
+		out, err := b.cli("apply", "-f", writeSpec(t, "name: noimg\nimage: berth-test/does-not-exist:1\nrestart: {initialDelay: 500ms, maxDelay: 4s}\n"), "--wait", "--timeout", "5m")
+		if err == nil || !strings.Contains(out, "noimg is failing") || !strings.Contains(out, "does-not-exist") || !strings.Contains(out, "failures in a row") {
+			t.Fatalf("apply --wait: %v\n%s", err, out)
+		}
 		eventually(t, time.Minute, "failed instance with pull error", func() bool {
 			v, err := b.c.GetApp(ctx, "", "noimg")
 			return err == nil && v.Status.Failed == 1 && strings.Contains(v.Status.Message, "does-not-exist")
@@ -142,7 +147,10 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("crashing process restarts with backoff", func(t *testing.T) {
-		b.mustCLI("apply", "-f", writeSpec(t, "name: crashy\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'echo boom; exit 3']\nrestart: {policy: on-failure, initialDelay: 500ms, maxDelay: 2s}\n"))
+		out, err := b.cli("apply", "-f", writeSpec(t, "name: crashy\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'echo boom; exit 3']\nports: [{name: p, containerPort: 80}]\nhealth: {tcp: {port: p}}\nrestart: {policy: on-failure, initialDelay: 500ms, maxDelay: 2s}\n"), "--wait", "--timeout", "5m")
+		if err == nil || !strings.Contains(out, "crashy is failing") || !strings.Contains(out, "exited with code 3") {
+			t.Fatalf("apply --wait on a crash loop: %v\n%s", err, out)
+		}
 		eventually(t, time.Minute, "two restarts", func() bool {
 			insts := b.instances("crashy")
 			return len(insts) == 1 && insts[0].Status.Restarts >= 2
@@ -159,7 +167,8 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("exit with policy never stays down", func(t *testing.T) {
-		b.mustCLI("apply", "-f", writeSpec(t, "name: once\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'exit 7']\nrestart: {policy: never}\n"))
+		spec := writeSpec(t, "name: once\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'exit 7']\nrestart: {policy: never}\n")
+		b.mustCLI("apply", "-f", spec)
 		eventually(t, 30*time.Second, "failed with exit code", func() bool {
 			insts := b.instances("once")
 			return len(insts) == 1 && insts[0].Status.State == model.StateFailed && insts[0].Status.ExitCode == 7
@@ -167,6 +176,11 @@ func TestFaults(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		if insts := b.instances("once"); insts[0].Status.Restarts != 0 {
 			t.Fatalf("restarted despite policy never: %+v", insts[0].Status)
+		}
+		// Ended for good: --wait says so at once instead of timing out.
+		out, err := b.cli("apply", "-f", spec, "--wait", "--timeout", "5m")
+		if err == nil || !strings.Contains(out, "once is failing") || !strings.Contains(out, "exited with code 7") {
+			t.Fatalf("apply --wait with policy never: %v\n%s", err, out)
 		}
 		b.mustCLI("rm", "once", "--wait", "--timeout", "1m")
 	})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/berth-dev/berth/internal/driver"
+	"github.com/berth-dev/berth/internal/driver/netns"
 )
 
 // Options configure the driver.
@@ -324,6 +326,22 @@ func (d *Driver) Logs(ctx context.Context, id string, o driver.LogOptions) (io.R
 	return pr, nil
 }
 
+// DialInside implements driver.InsideDialer: it connects to
+// 127.0.0.1:port inside the container's network namespace.
+func (d *Driver) DialInside(ctx context.Context, id, network string, port int) (net.Conn, error) {
+	c, err := d.c.ContainerInspect(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil, driver.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspect container: %s", engineMessage(err))
+	}
+	if c.State == nil || !c.State.Running {
+		return nil, fmt.Errorf("container is not running")
+	}
+	return netns.Dial(ctx, c.State.Pid, network, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
+
 // maxExecOutput bounds what Exec returns.
 const maxExecOutput = 4096
 
@@ -373,4 +391,7 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 // String returns what was kept.
 func (l *limitedBuffer) String() string { return string(l.b) }
 
-var _ driver.Driver = (*Driver)(nil)
+var (
+	_ driver.Driver       = (*Driver)(nil)
+	_ driver.InsideDialer = (*Driver)(nil)
+)

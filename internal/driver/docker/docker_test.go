@@ -47,7 +47,7 @@ func TestConformance(t *testing.T) {
 		Image:    testImage,
 		Labels:   map[string]string{"berth.test": "1"},
 		FreePort: drivertest.FreeTCPPort,
-		Caps:     drivertest.Capabilities{PublishedPorts: true, Exec: true, Pull: true},
+		Caps:     drivertest.Capabilities{PublishedPorts: true, Exec: true, Pull: true, InsideDial: true},
 	})
 }
 

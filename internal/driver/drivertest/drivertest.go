@@ -28,6 +28,8 @@ type Capabilities struct {
 	Exec bool
 	// Pull: Start pulls missing images (and fails clearly when it can't).
 	Pull bool
+	// InsideDial: the driver implements driver.InsideDialer.
+	InsideDial bool
 }
 
 // Harness tells the suite how to use a driver.
@@ -65,6 +67,9 @@ func Run(t *testing.T, h Harness) {
 	}
 	if h.Caps.Pull {
 		t.Run("MissingImageLeavesNothing", s.testMissingImage)
+	}
+	if h.Caps.InsideDial {
+		t.Run("DialInside", s.testDialInside)
 	}
 }
 
@@ -372,6 +377,32 @@ func (s *suite) testMissingImage(t *testing.T) {
 	}
 	if n := s.countInstance(t, task.InstanceID); n != 0 {
 		t.Fatalf("failed Start left %d workloads behind", n)
+	}
+}
+
+// testDialInside: a listening port answers from inside; a port that is
+// published but has no listener does not, proxy or not.
+func (s *suite) testDialInside(t *testing.T) {
+	dialer, ok := s.d.(driver.InsideDialer)
+	if !ok {
+		t.Fatal("Capabilities.InsideDial is set but the driver is not a driver.InsideDialer")
+	}
+	task := s.task(`mkdir -p /www && echo in > /www/index.html && exec httpd -f -p 8080 -h /www`)
+	if s.h.Caps.PublishedPorts {
+		task.Ports = []driver.PortBinding{{Name: "idle", ContainerPort: 81, HostPort: s.h.FreePort(t), Protocol: "tcp"}}
+	}
+	id := s.start(t, task)
+	eventually(t, "port 8080 answering inside", func() bool {
+		c, err := dialer.DialInside(ctx(t), id, "tcp", 8080)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	if c, err := dialer.DialInside(ctx(t), id, "tcp", 81); err == nil {
+		c.Close()
+		t.Fatal("DialInside to a port with no listener succeeded")
 	}
 }
 
