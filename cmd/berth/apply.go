@@ -48,7 +48,7 @@ makes a new revision that replaces the instances one at a time.`,
 			rep := reporter{format: out}
 			var results []model.ApplyResult
 			for _, doc := range splitDocuments(data) {
-				res, err := c.Apply(ctx, doc)
+				res, err := c.Apply(ctx, g.explicitNamespace(), doc)
 				if err != nil {
 					return applyError(file, err)
 				}

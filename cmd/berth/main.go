@@ -21,6 +21,16 @@ type globals struct {
 	server    string
 	token     string
 	namespace string
+	root      *cobra.Command
+}
+
+// explicitNamespace is -n when the user gave it, else "" (a spec's own
+// namespace, or the default, applies).
+func (g *globals) explicitNamespace() string {
+	if g.root.PersistentFlags().Changed("namespace") {
+		return g.namespace
+	}
+	return ""
 }
 
 func main() {
@@ -47,6 +57,7 @@ The CLI finds the server through the context 'berth up' writes
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	g.root = root
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", "", "berth API URL (env BERTH_SERVER; default from the CLI context)")
 	pf.StringVar(&g.token, "token", "", "API token (env BERTH_TOKEN; default from the CLI context)")

@@ -87,7 +87,7 @@ func applyAtStart(ctx context.Context, log *slog.Logger, c *client.Client, files
 			continue
 		}
 		for _, doc := range splitDocuments(data) {
-			res, err := c.Apply(ctx, doc)
+			res, err := c.Apply(ctx, "", doc)
 			if err != nil {
 				log.Error("apply", "file", f, "err", applyError(f, err))
 				continue

@@ -61,17 +61,17 @@ func TestAuthRequired(t *testing.T) {
 func TestApplyRevisionsAndScale(t *testing.T) {
 	c, _, _ := newServer(t)
 	ctx := context.Background()
-	res, err := c.Apply(ctx, spec("a", 2))
+	res, err := c.Apply(ctx, "", spec("a", 2))
 	if err != nil || !res.Changed || !res.NewRevision || res.App.Revision != 1 {
 		t.Fatalf("create: %+v %v", res, err)
 	}
-	if res, _ = c.Apply(ctx, spec("a", 2)); res.Changed {
+	if res, _ = c.Apply(ctx, "", spec("a", 2)); res.Changed {
 		t.Fatal("identical apply changed something")
 	}
-	if res, _ = c.Apply(ctx, spec("a", 4)); !res.Changed || res.NewRevision || res.App.Revision != 1 || res.App.DesiredInstances() != 4 {
+	if res, _ = c.Apply(ctx, "", spec("a", 4)); !res.Changed || res.NewRevision || res.App.Revision != 1 || res.App.DesiredInstances() != 4 {
 		t.Fatalf("instances-only apply: %+v", res)
 	}
-	if res, _ = c.Apply(ctx, spec("b", 4)); !res.NewRevision || res.App.Revision != 2 {
+	if res, _ = c.Apply(ctx, "", spec("b", 4)); !res.NewRevision || res.App.Revision != 2 {
 		t.Fatalf("env change: %+v", res)
 	}
 	revs, err := c.Revisions(ctx, "", "web")
@@ -93,7 +93,7 @@ func TestApplyRevisionsAndScale(t *testing.T) {
 func TestInvalidSpecStoresNothing(t *testing.T) {
 	c, st, _ := newServer(t)
 	before, _ := st.Rev(context.Background())
-	_, err := c.Apply(context.Background(), []byte("name: web\nimage: x\ninstances: -2\nports: [{name: a, containerPort: 0}]\n"))
+	_, err := c.Apply(context.Background(), "", []byte("name: web\nimage: x\ninstances: -2\nports: [{name: a, containerPort: 0}]\n"))
 	e := apiErr(t, err, http.StatusBadRequest)
 	fields := map[string]bool{}
 	for _, f := range e.Fields {
@@ -112,7 +112,7 @@ func TestInvalidSpecStoresNothing(t *testing.T) {
 func TestConcurrentAppliesConflict(t *testing.T) {
 	c, _, _ := newServer(t)
 	ctx := context.Background()
-	if _, err := c.Apply(ctx, spec("base", 1)); err != nil {
+	if _, err := c.Apply(ctx, "", spec("base", 1)); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -122,7 +122,7 @@ func TestConcurrentAppliesConflict(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			_, err := c.Apply(ctx, spec(fmt.Sprint("v", i), 1))
+			_, err := c.Apply(ctx, "", spec(fmt.Sprint("v", i), 1))
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
@@ -150,7 +150,7 @@ func TestConcurrentAppliesConflict(t *testing.T) {
 func TestDeleteThenApplyConflicts(t *testing.T) {
 	c, _, _ := newServer(t)
 	ctx := context.Background()
-	if _, err := c.Apply(ctx, spec("a", 1)); err != nil {
+	if _, err := c.Apply(ctx, "", spec("a", 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.DeleteApp(ctx, "", "web"); err != nil {
@@ -159,7 +159,7 @@ func TestDeleteThenApplyConflicts(t *testing.T) {
 	if err := c.DeleteApp(ctx, "", "web"); err != nil {
 		t.Fatalf("second delete: %v", err)
 	}
-	_, err := c.Apply(ctx, spec("b", 1))
+	_, err := c.Apply(ctx, "", spec("b", 1))
 	if e := apiErr(t, err, http.StatusConflict); !strings.Contains(e.Message, "being deleted") {
 		t.Fatalf("message %q", e.Message)
 	}
@@ -201,5 +201,27 @@ func TestEventsFollow(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no event streamed")
+	}
+}
+
+func TestApplyNamespace(t *testing.T) {
+	c, _, _ := newServer(t)
+	ctx := context.Background()
+	if _, err := c.Apply(ctx, "staging", spec("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetApp(ctx, "staging", "web"); err != nil {
+		t.Fatalf("not applied to staging: %v", err)
+	}
+	if _, err := c.GetApp(ctx, "default", "web"); !client.IsNotFound(err) {
+		t.Fatalf("also in default: %v", err)
+	}
+	body := []byte("name: web\nnamespace: prod\nimage: berth-test/busybox:latest\n")
+	_, err := c.Apply(ctx, "staging", body)
+	if e := apiErr(t, err, http.StatusBadRequest); len(e.Fields) != 1 || e.Fields[0].Field != "namespace" {
+		t.Fatalf("contradicting namespaces: %+v", e.APIError)
+	}
+	if res, err := c.Apply(ctx, "", body); err != nil || res.App.Namespace != "prod" {
+		t.Fatalf("spec's own namespace: %+v %v", res, err)
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -27,7 +28,11 @@ func (s *Server) applyApp(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if ns := r.URL.Query().Get("namespace"); ns != "" && spec.Namespace == "" {
+	if ns := r.URL.Query().Get("namespace"); ns != "" {
+		if spec.Namespace != "" && spec.Namespace != ns {
+			badRequest(w, "namespace", fmt.Sprintf("the spec says %q but the request is for namespace %q", spec.Namespace, ns))
+			return
+		}
 		spec.Namespace = ns
 	}
 	res, err := s.apps.Apply(r.Context(), spec)

@@ -138,7 +138,7 @@ func timeBerth(ctx context.Context, c *client.Client, image string, n, round int
 	spec := fmt.Sprintf("name: %s\nimage: %s\ncommand: %s\ninstances: %d\nresources: {memory: 64Mi}\nports: [{name: http, containerPort: 8080}]\nstopGracePeriod: 1s\n",
 		name, image, benchCmd, n)
 	start := time.Now()
-	if _, err := c.Apply(ctx, []byte(spec)); err != nil {
+	if _, err := c.Apply(ctx, "", []byte(spec)); err != nil {
 		return 0, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)

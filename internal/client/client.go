@@ -107,10 +107,11 @@ func nsQuery(ns string) url.Values {
 	return q
 }
 
-// Apply sends a spec (YAML or JSON bytes).
-func (c *Client) Apply(ctx context.Context, spec []byte) (model.ApplyResult, error) {
+// Apply sends a spec (YAML or JSON bytes). A non-empty ns applies it to
+// that namespace; a spec naming a different one is refused.
+func (c *Client) Apply(ctx context.Context, ns string, spec []byte) (model.ApplyResult, error) {
 	var res model.ApplyResult
-	err := c.do(ctx, http.MethodPost, "/v1/apps", nil, bytes.NewReader(spec), "application/yaml", &res)
+	err := c.do(ctx, http.MethodPost, "/v1/apps", nsQuery(ns), bytes.NewReader(spec), "application/yaml", &res)
 	return res, err
 }
 

@@ -74,3 +74,28 @@ func TestStopLeavesWorkloadsRunning(t *testing.T) {
 	}
 	b.mustCLI("rm", "steady", "--wait", "--timeout", "1m")
 }
+
+// TestNamespaces: the same app name in two namespaces are two apps; each
+// command acts on its own namespace only.
+func TestNamespaces(t *testing.T) {
+	b := startBerth(t)
+	spec := writeSpec(t, "name: api\nimage: berth-test/busybox:latest\ncommand: [sleep, '600']\nstopGracePeriod: 1s\n")
+	b.mustCLI("apply", "-f", spec, "--wait", "--timeout", "1m")
+	b.mustCLI("apply", "-f", spec, "-n", "staging", "--wait", "--timeout", "1m")
+	b.mustCLI("scale", "api", "2", "-n", "staging", "--wait", "--timeout", "1m")
+	all := b.mustCLI("apps", "-A")
+	if !strings.Contains(all, "default") || !strings.Contains(all, "staging") {
+		t.Fatalf("apps -A:\n%s", all)
+	}
+	if n := len(b.instances("api")); n != 1 {
+		t.Fatalf("default/api has %d instances, want 1", n)
+	}
+	b.mustCLI("rm", "api", "-n", "staging", "--wait", "--timeout", "1m")
+	if out := b.mustCLI("apps", "-A"); strings.Contains(out, "staging") || !strings.Contains(out, "default") {
+		t.Fatalf("after rm in staging:\n%s", out)
+	}
+	if n := len(b.containers("api")); n != 1 {
+		t.Fatalf("%d containers left for api, want default's 1", n)
+	}
+	b.mustCLI("rm", "api", "--wait", "--timeout", "1m")
+}
