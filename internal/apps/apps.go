@@ -140,7 +140,7 @@ func (s *Service) Scale(ctx context.Context, ns, name string, n int) (model.App,
 		a.UpdatedAt = s.now()
 		return nil
 	})
-	return app, notFound(err)
+	return app, notFound(err, ns, name)
 }
 
 // Delete marks the app for deletion; the deployment controller stops its
@@ -154,12 +154,13 @@ func (s *Service) Delete(ctx context.Context, ns, name string) (model.App, error
 		a.UpdatedAt = s.now()
 		return nil
 	})
-	return app, notFound(err)
+	return app, notFound(err, ns, name)
 }
 
-func notFound(err error) error {
+// notFound turns the store's not-found into ErrNotFound naming the app.
+func notFound(err error, ns, name string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrNotFound
+		return fmt.Errorf("%w: %q in namespace %q", ErrNotFound, name, ns)
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -14,7 +15,7 @@ import (
 func (s *Service) Get(ctx context.Context, ns, name string) (model.AppView, error) {
 	o, err := store.GetJSON[model.App](ctx, s.Store, model.AppKey(ns, name))
 	if err != nil {
-		return model.AppView{}, notFound(err)
+		return model.AppView{}, notFound(err, ns, name)
 	}
 	insts, err := s.Instances(ctx, ns, name)
 	if err != nil {
@@ -69,7 +70,7 @@ func (s *Service) Instances(ctx context.Context, ns, app string) ([]model.Instan
 // otherwise).
 func (s *Service) AppInstances(ctx context.Context, ns, app string) ([]model.Instance, error) {
 	if _, err := s.Store.Get(ctx, model.AppKey(ns, app)); err != nil {
-		return nil, notFound(err)
+		return nil, notFound(err, ns, app)
 	}
 	return s.Instances(ctx, ns, app)
 }
@@ -87,7 +88,7 @@ func SortInstances(insts []model.Instance) {
 // Revisions returns every stored revision of an app, oldest first.
 func (s *Service) Revisions(ctx context.Context, ns, app string) ([]model.Revision, error) {
 	if _, err := s.Store.Get(ctx, model.AppKey(ns, app)); err != nil {
-		return nil, notFound(err)
+		return nil, notFound(err, ns, app)
 	}
 	return store.ListValues[model.Revision](ctx, s.Store, model.RevisionPrefix(ns, app))
 }
@@ -95,7 +96,10 @@ func (s *Service) Revisions(ctx context.Context, ns, app string) ([]model.Revisi
 // Revision returns revision n of an app.
 func (s *Service) Revision(ctx context.Context, ns, app string, n int64) (model.Revision, error) {
 	o, err := store.GetJSON[model.Revision](ctx, s.Store, model.RevisionKey(ns, app, n))
-	return o.Value, notFound(err)
+	if errors.Is(err, store.ErrNotFound) {
+		return o.Value, fmt.Errorf("%w: app %q has no revision %d", ErrNotFound, app, n)
+	}
+	return o.Value, err
 }
 
 // Status summarizes an app's instances.
