@@ -306,7 +306,8 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 	node := model.Node{Name: a.o.NodeName, Hostname: fp.Hostname, Address: a.o.Address, Labels: a.o.Labels,
 		Capacity: fp.Capacity, Drivers: names, PortRange: a.o.PortRange, Status: model.NodeReady,
-		Version: a.o.Version, LastHeartbeat: time.Now()}
+		PortsInUse: listeningPorts(a.o.PortRange[0], a.o.PortRange[1]),
+		Version:    a.o.Version, LastHeartbeat: time.Now()}
 	key := model.NodeKey(node.Name)
 	cur, err := store.GetJSON[model.Node](ctx, a.o.Store, key)
 	switch {
@@ -336,9 +337,11 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		inUse := listeningPorts(a.o.PortRange[0], a.o.PortRange[1])
 		_, err := store.Update(ctx, a.o.Store, model.NodeKey(a.o.NodeName), func(n *model.Node) error {
 			n.LastHeartbeat = time.Now()
 			n.Status = model.NodeReady
+			n.PortsInUse = inUse
 			return nil
 		})
 		if err != nil && ctx.Err() == nil {

@@ -20,7 +20,10 @@ type Node struct {
 	// Drivers lists the drivers that work on this node.
 	Drivers []string `json:"drivers"`
 	// PortRange is the range host ports are assigned from, inclusive.
-	PortRange     [2]int    `json:"portRange"`
+	PortRange [2]int `json:"portRange"`
+	// PortsInUse are ports of PortRange found listening on the host at
+	// the last heartbeat (by anything); the scheduler does not assign them.
+	PortsInUse    []int     `json:"portsInUse,omitempty"`
 	Status        string    `json:"status"`
 	Cordoned      bool      `json:"cordoned,omitempty"`
 	Version       string    `json:"version,omitempty"`

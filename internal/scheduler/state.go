@@ -25,6 +25,9 @@ func newStates(snap Snapshot) []*nodeState {
 	states := make([]*nodeState, 0, len(snap.Nodes))
 	for _, n := range snap.Nodes {
 		s := &nodeState{node: n, ports: map[int]bool{}, apps: map[string]int{}}
+		for _, p := range n.PortsInUse {
+			s.usePort(p)
+		}
 		byName[n.Name] = s
 		states = append(states, s)
 	}

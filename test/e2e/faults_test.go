@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +225,38 @@ func TestCorruptDataDir(t *testing.T) {
 	if !strings.Contains(string(out), "corrupt") {
 		t.Fatalf("error does not say the data is corrupt:\n%s", out)
 	}
+}
+
+// TestHostPortHeldByAnotherProcess: a port of the node's range held by a
+// process berth does not know about is reported by the agent and never
+// assigned, so the app still starts.
+func TestHostPortHeldByAnotherProcess(t *testing.T) {
+	b := startBerth(t)
+	var first int
+	if _, err := fmt.Sscanf(b.ports, "%d-", &first); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the lowest port of the range that is free now.
+	var l net.Listener
+	for ; l == nil && first < 30000; first++ {
+		l, _ = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first))
+	}
+	first--
+	if l == nil {
+		t.Fatal("no free port to hold")
+	}
+	defer l.Close()
+	eventually(t, 30*time.Second, "the agent to report the held port", func() bool {
+		nodes, err := b.c.Nodes(context.Background())
+		return err == nil && len(nodes) == 1 && slices.Contains(nodes[0].PortsInUse, first)
+	})
+	b.mustCLI("apply", "-f", writeSpec(t, "name: web\nimage: berth-test/busybox:latest\ncommand: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www']\nports: [{name: http, containerPort: 8080}]\nhealth: {http: {port: http}}\nstopGracePeriod: 1s\n"), "--wait", "--timeout", "1m")
+	insts := b.instances("web")
+	if len(insts) != 1 || insts[0].HostPorts["http"] == first {
+		t.Fatalf("instance got the held port: %+v", insts)
+	}
+	if body := get(t, insts[0].HostPorts["http"]); body != "ok\n" {
+		t.Fatalf("served %q", body)
+	}
+	b.mustCLI("rm", "web", "--wait", "--timeout", "1m")
 }
