@@ -276,7 +276,7 @@ func (r *runner) exited(ctx context.Context, in *model.Instance, spec *model.App
 		r.setStatus(ctx, func(s *model.InstanceStatus) {
 			s.State, s.Message, s.ExitCode, s.NextRestartAt = state, msg, st.ExitCode, nil
 			s.Failures = failures
-			s.Health = healthAfterExit(spec)
+			s.Health = initialHealth(spec)
 		})
 		r.waitWake(ctx, -1)
 		return
@@ -324,13 +324,6 @@ func (r *runner) backoff(ctx context.Context, state, msg string, code int, delay
 		}
 	}
 	return ctx.Err() == nil
-}
-
-func healthAfterExit(spec *model.AppSpec) string {
-	if spec.Health == nil {
-		return model.HealthNone
-	}
-	return model.HealthUnknown
 }
 
 // stableAfter is how long a workload must run before its past failures

@@ -272,8 +272,6 @@ type WaitOptions struct {
 	Progress func(model.AppView)
 	// Gone waits for the app to disappear instead of converging.
 	Gone bool
-	// KeepWaiting ignores Status.Failing and waits for convergence anyway.
-	KeepWaiting bool
 }
 
 // WaitConverged polls an app until its status is converged (or, with
@@ -301,7 +299,7 @@ func (c *Client) WaitConverged(ctx context.Context, ns, name string, o WaitOptio
 		if !o.Gone && v.Status.Converged {
 			return v, nil
 		}
-		if !o.Gone && v.Status.Failing && !o.KeepWaiting {
+		if !o.Gone && v.Status.Failing {
 			return v, ErrFailing
 		}
 		select {

@@ -149,18 +149,17 @@ const (
 
 // Defaults applied by Normalize.
 const (
-	DefaultStopGracePeriod   = 10 * time.Second
-	DefaultHealthInterval    = 2 * time.Second
-	DefaultHealthTimeout     = time.Second
-	DefaultHealthRetries     = 3
-	DefaultRestartInitial    = time.Second
-	DefaultRestartMax        = time.Minute
-	DefaultDriver            = "docker"
-	DefaultProtocol          = "tcp"
-	DefaultHTTPHealthPath    = "/"
-	DefaultInstances         = 1
-	MaxInstancesPerApp       = 10000
-	DefaultHealthGracePeriod = 0
+	DefaultStopGracePeriod = 10 * time.Second
+	DefaultHealthInterval  = 2 * time.Second
+	DefaultHealthTimeout   = time.Second
+	DefaultHealthRetries   = 3
+	DefaultRestartInitial  = time.Second
+	DefaultRestartMax      = time.Minute
+	DefaultDriver          = "docker"
+	DefaultProtocol        = "tcp"
+	DefaultHTTPHealthPath  = "/"
+	DefaultInstances       = 1
+	MaxInstancesPerApp     = 10000
 )
 
 // App is the stored desired state of an app: its current spec (the template
