@@ -45,6 +45,7 @@ func TestConformance(t *testing.T) {
 	drivertest.Run(t, drivertest.Harness{
 		New:      func(*testing.T) driver.Driver { return d },
 		Image:    testImage,
+		Programs: drivertest.ShellPrograms,
 		Labels:   map[string]string{"berth.test": "1"},
 		FreePort: drivertest.FreeTCPPort,
 		Caps:     drivertest.Capabilities{PublishedPorts: true, Exec: true, Pull: true, InsideDial: true},

@@ -32,12 +32,56 @@ type Capabilities struct {
 	InsideDial bool
 }
 
+// Program is a workload behaviour the suite needs; each driver's harness
+// says how to express it (a shell script for container drivers, a mock
+// command for the mock driver).
+type Program int
+
+// Programs the suite runs.
+const (
+	// RunForever runs until stopped; SIGTERM ends it.
+	RunForever Program = iota
+	// Exit0 exits 0 at once.
+	Exit0
+	// Exit3 exits with code 3 at once.
+	Exit3
+	// PrintEnv prints "greeting=$GREETING" on stdout and "err-line" on
+	// stderr, then exits 0.
+	PrintEnv
+	// PrintRunExit1 prints "run" and exits 1.
+	PrintRunExit1
+	// TrapTerm prints "ready"; on SIGTERM it prints "got-term" and exits 0.
+	TrapTerm
+	// IgnoreTerm prints "ready" and ignores SIGTERM.
+	IgnoreTerm
+	// FirstThenSecond prints "first", a second later "second", then runs
+	// until stopped.
+	FirstThenSecond
+	// ServeHTTP serves "served" over HTTP on container port 8080.
+	ServeHTTP
+)
+
+// ShellPrograms expresses every Program as `sh -c` for busybox-like images.
+var ShellPrograms = map[Program][]string{
+	RunForever:      {"sh", "-c", "sleep 600"},
+	Exit0:           {"sh", "-c", "true"},
+	Exit3:           {"sh", "-c", "exit 3"},
+	PrintEnv:        {"sh", "-c", `echo "greeting=$GREETING"; echo err-line >&2`},
+	PrintRunExit1:   {"sh", "-c", "echo run; exit 1"},
+	TrapTerm:        {"sh", "-c", `trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done`},
+	IgnoreTerm:      {"sh", "-c", `trap '' TERM; echo ready; while true; do sleep 0.1; done`},
+	FirstThenSecond: {"sh", "-c", "echo first; sleep 1; echo second; sleep 600"},
+	ServeHTTP:       {"sh", "-c", "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 8080 -h /www"},
+}
+
 // Harness tells the suite how to use a driver.
 type Harness struct {
 	// New returns the driver under test.
 	New func(t *testing.T) driver.Driver
-	// Image is a busybox-like image with sh, httpd, sleep and trap.
+	// Image is an image the driver can run without pulling.
 	Image string
+	// Programs maps each Program to the task command that behaves so.
+	Programs map[Program][]string
 	// Labels are added to every task (must mark them as test workloads,
 	// e.g. berth.test=1).
 	Labels map[string]string
@@ -90,10 +134,10 @@ func randID() string {
 	return "berth-test-" + hex.EncodeToString(b)
 }
 
-// task makes a task running sh -c script with the suite's labels.
-func (s *suite) task(script string) driver.Task {
+// task makes a task running program p with the suite's labels.
+func (s *suite) task(p Program) driver.Task {
 	return driver.Task{InstanceID: randID(), Namespace: "default", App: "drivertest", Revision: 1,
-		Image: s.h.Image, Command: []string{"sh", "-c", script}, Labels: s.h.Labels, MemoryBytes: 32 << 20, CPUMilli: 100}
+		Image: s.h.Image, Command: s.h.Programs[p], Labels: s.h.Labels, MemoryBytes: 32 << 20, CPUMilli: 100}
 }
 
 // start starts a task and removes it at cleanup, even on failure.
@@ -146,7 +190,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func (s *suite) testStartInspectList(t *testing.T) {
-	task := s.task("sleep 600")
+	task := s.task(RunForever)
 	id := s.start(t, task)
 	st, err := s.d.Inspect(ctx(t), id)
 	if err != nil {
@@ -180,7 +224,7 @@ func (s *suite) testStartInspectList(t *testing.T) {
 }
 
 func (s *suite) testEnvAndCommand(t *testing.T) {
-	task := s.task(`echo "greeting=$GREETING"; echo err-line >&2`)
+	task := s.task(PrintEnv)
 	task.Env = map[string]string{"GREETING": "hi there"}
 	id := s.start(t, task)
 	s.waitExit(t, id)
@@ -191,7 +235,7 @@ func (s *suite) testEnvAndCommand(t *testing.T) {
 }
 
 func (s *suite) testExitCode(t *testing.T) {
-	id := s.start(t, s.task("exit 3"))
+	id := s.start(t, s.task(Exit3))
 	st := s.waitExit(t, id)
 	if st.ExitCode != 3 || st.State != driver.StateExited {
 		t.Fatalf("status %+v, want exited 3", st)
@@ -202,7 +246,7 @@ func (s *suite) testExitCode(t *testing.T) {
 }
 
 func (s *suite) testRestartKeepsID(t *testing.T) {
-	id := s.start(t, s.task("echo run; exit 1"))
+	id := s.start(t, s.task(PrintRunExit1))
 	s.waitExit(t, id)
 	if err := s.d.Restart(ctx(t), id); err != nil {
 		t.Fatal(err)
@@ -217,7 +261,7 @@ func (s *suite) testRestartKeepsID(t *testing.T) {
 }
 
 func (s *suite) testGracefulStop(t *testing.T) {
-	id := s.start(t, s.task(`trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done`))
+	id := s.start(t, s.task(TrapTerm))
 	eventually(t, "ready", func() bool { return strings.Contains(s.logs(t, id), "ready") })
 	if err := s.d.Stop(ctx(t), id, 20*time.Second); err != nil {
 		t.Fatal(err)
@@ -232,7 +276,7 @@ func (s *suite) testGracefulStop(t *testing.T) {
 }
 
 func (s *suite) testKillAfterGrace(t *testing.T) {
-	id := s.start(t, s.task(`trap '' TERM; echo ready; while true; do sleep 0.1; done`))
+	id := s.start(t, s.task(IgnoreTerm))
 	eventually(t, "ready", func() bool { return strings.Contains(s.logs(t, id), "ready") })
 	if err := s.d.Stop(ctx(t), id, time.Second); err != nil {
 		t.Fatal(err)
@@ -244,7 +288,7 @@ func (s *suite) testKillAfterGrace(t *testing.T) {
 }
 
 func (s *suite) testRemove(t *testing.T) {
-	id := s.start(t, s.task("sleep 600"))
+	id := s.start(t, s.task(RunForever))
 	if err := s.d.Remove(ctx(t), id); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +301,7 @@ func (s *suite) testRemove(t *testing.T) {
 }
 
 func (s *suite) testLogsFollow(t *testing.T) {
-	id := s.start(t, s.task(`echo first; sleep 1; echo second; sleep 600`))
+	id := s.start(t, s.task(FirstThenSecond))
 	rc, err := s.d.Logs(ctx(t), id, driver.LogOptions{Follow: true})
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +343,7 @@ func (s *suite) testLogsFollow(t *testing.T) {
 }
 
 func (s *suite) testPublishedPort(t *testing.T) {
-	task := s.task(`mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 8080 -h /www`)
+	task := s.task(ServeHTTP)
 	port := s.h.FreePort(t)
 	task.Ports = []driver.PortBinding{{Name: "http", ContainerPort: 8080, HostPort: port, Protocol: "tcp"}}
 	s.start(t, task)
@@ -332,10 +376,10 @@ func (s *suite) countInstance(t *testing.T, instanceID string) int {
 
 func (s *suite) testPortConflict(t *testing.T) {
 	port := s.h.FreePort(t)
-	a := s.task("sleep 600")
+	a := s.task(RunForever)
 	a.Ports = []driver.PortBinding{{Name: "p", ContainerPort: 80, HostPort: port, Protocol: "tcp"}}
 	s.start(t, a)
-	b := s.task("sleep 600")
+	b := s.task(RunForever)
 	b.Ports = a.Ports
 	id, err := s.d.Start(ctx(t), b)
 	if err == nil {
@@ -351,7 +395,7 @@ func (s *suite) testPortConflict(t *testing.T) {
 }
 
 func (s *suite) testExec(t *testing.T) {
-	id := s.start(t, s.task("sleep 600"))
+	id := s.start(t, s.task(RunForever))
 	res, err := s.d.Exec(ctx(t), id, []string{"sh", "-c", "echo out; echo err >&2; exit 4"})
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +409,7 @@ func (s *suite) testExec(t *testing.T) {
 }
 
 func (s *suite) testMissingImage(t *testing.T) {
-	task := s.task("true")
+	task := s.task(Exit0)
 	task.Image = "berth-test/does-not-exist-" + randID()[11:] + ":1"
 	id, err := s.d.Start(ctx(t), task)
 	if err == nil {
@@ -387,7 +431,7 @@ func (s *suite) testDialInside(t *testing.T) {
 	if !ok {
 		t.Fatal("Capabilities.InsideDial is set but the driver is not a driver.InsideDialer")
 	}
-	task := s.task(`mkdir -p /www && echo in > /www/index.html && exec httpd -f -p 8080 -h /www`)
+	task := s.task(ServeHTTP)
 	if s.h.Caps.PublishedPorts {
 		task.Ports = []driver.PortBinding{{Name: "idle", ContainerPort: 81, HostPort: s.h.FreePort(t), Protocol: "tcp"}}
 	}
