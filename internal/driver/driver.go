@@ -53,6 +53,19 @@ type Task struct {
 	// Labels are added to the driver's own labels (Label* constants),
 	// which take precedence.
 	Labels map[string]string
+	// Runtime picks the OCI runtime for drivers that have several
+	// ("runc", "crun", "runsc"); empty means the node's default. Other
+	// drivers ignore it.
+	Runtime string
+	// User runs the process as "uid[:gid]" or a user name known to the
+	// image; empty means the image's default.
+	User string
+	// WorkingDir overrides the image's working directory.
+	WorkingDir string
+	// ReadOnlyRootFS mounts the root filesystem read-only.
+	ReadOnlyRootFS bool
+	// Tmpfs lists paths to mount as fresh tmpfs.
+	Tmpfs []string
 }
 
 // Workload states as reported by Inspect and List.

@@ -1,18 +1,30 @@
-// Package bolt is berth's embedded store backend on bbolt: one file,
-// every transaction fsynced before it is acknowledged, a change log for
+// Package bolt is berth's embedded store backend on bbolt: one file, every
+// transaction fsynced before it is acknowledged, a change log for
 // watch-from-revision, and the store.Store contract (see storetest).
+//
+// Threading: Get, List and Rev are bbolt read transactions and run in
+// parallel with each other and with a commit. Txns are queued to one
+// committer goroutine, which applies every Txn waiting at that moment in
+// one bbolt transaction (one fsync), each under its own revision and in
+// queue order, then publishes their events to watchers in revision order
+// before answering the callers (group commit). Watcher registration and
+// event publication share one mutex, so a watch never misses or repeats a
+// revision.
 package bolt
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"strings"
+	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -31,100 +43,173 @@ var (
 
 const formatVersion = "berth-store-2"
 
-// Options tune the backend.
+// Defaults for Options fields left zero.
+const (
+	DefaultHistoryRevisions = 100000
+	DefaultWatchBuffer      = 4096
+	DefaultLockTimeout      = time.Second
+)
+
+// Options tune the backend. The zero value is the production default.
 type Options struct {
-	// HistoryRevisions is how many revisions of change log are kept for
-	// Watch (default 100,000); older ones yield store.ErrCompacted.
+	// HistoryRevisions is how many of the latest revisions the change log
+	// keeps for Watch (default 100,000); watching from an older revision
+	// yields store.ErrCompacted.
 	HistoryRevisions int64
-	// WatchBuffer is how many events a watcher may lag behind before it is
-	// dropped (default 4096).
+	// WatchBuffer is how many events a live watcher may lag behind before
+	// it is dropped, its channel closed (default 4096).
 	WatchBuffer int
-	// LockTimeout is how long Open waits for another process's lock
-	// (default 1s).
+	// LockTimeout is how long Open waits for another process to release
+	// the file (default 1s).
 	LockTimeout time.Duration
 }
 
-// Store is the bbolt backend.
+func (o Options) withDefaults() Options {
+	if o.HistoryRevisions <= 0 {
+		o.HistoryRevisions = DefaultHistoryRevisions
+	}
+	if o.WatchBuffer <= 0 {
+		o.WatchBuffer = DefaultWatchBuffer
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	return o
+}
+
+// Store is the bbolt backend. Create it with Open; it is safe for
+// concurrent use.
 type Store struct {
 	db   *bbolt.DB
 	opts Options
 	path string
 
-	mu       sync.Mutex // serializes commits with watcher registration and fan-out
-	watchers map[*watcher]struct{}
-	closed   bool
+	reqs     chan *request // Txns waiting for the committer
 	done     chan struct{} // closed by Close
+	loopDone chan struct{} // closed when the committer has stopped
+	closed   atomic.Bool
+	close    sync.Once
+	closeErr error
+
+	mu       sync.Mutex // guards the fields below; held while publishing a commit
+	rev      int64      // last revision published to watchers
+	watchers map[*watcher]struct{}
 }
 
-type watcher struct {
-	prefix string
-	ch     chan store.Event
-}
-
-// Records are stored as CreateRev and ModRev (8 bytes each, big endian)
-// followed by the value, so List decodes without copying through JSON.
-const recordHeader = 16
-
-func encodeRecord(create, mod int64, value []byte) []byte {
-	b := make([]byte, recordHeader+len(value))
-	binary.BigEndian.PutUint64(b[0:8], uint64(create))
-	binary.BigEndian.PutUint64(b[8:16], uint64(mod))
-	copy(b[recordHeader:], value)
-	return b
-}
-
-// logEntry is one change in the change log.
-type logEntry struct {
-	T store.EventType `json:"t"`
-	K string          `json:"k"`
-	V []byte          `json:"v,omitempty"`
-	C int64           `json:"c,omitempty"`
-}
-
-// Open opens or creates the store file at path. A file that is not a
-// berth store, is corrupt, or is locked by another process is an error
-// that says so; Open never starts empty on a file it cannot read.
-func Open(path string, opts Options) (s *Store, err error) {
-	if opts.HistoryRevisions <= 0 {
-		opts.HistoryRevisions = 100000
+// Open opens or creates the store file at path (its directory must exist).
+// A file that is corrupt, is not a berth database, cannot be read, or is
+// locked by another process is an error that says so; Open never starts
+// empty over a file it cannot read.
+func Open(path string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	db, rev, err := openDB(path, opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.WatchBuffer <= 0 {
-		opts.WatchBuffer = 4096
+	s := &Store{
+		db: db, opts: opts, path: path,
+		reqs: make(chan *request), done: make(chan struct{}), loopDone: make(chan struct{}),
+		rev: rev, watchers: map[*watcher]struct{}{},
 	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = time.Second
+	go s.commitLoop()
+	return s, nil
+}
+
+// openDB opens the bbolt file, creates or checks berth's buckets and
+// returns the current revision. bbolt can panic or fault on a damaged
+// file; both become a "corrupt" error.
+func openDB(path string, opts Options) (db *bbolt.DB, rev int64, err error) {
+	var file *os.File
+	bo := &bbolt.Options{
+		Timeout: opts.LockTimeout,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		},
 	}
+	// A page outside the file (a truncated file) is a memory fault in the
+	// mmap; turn it into a panic we can recover from.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			s, err = nil, corrupt(path, fmt.Errorf("%v", r))
+			// bbolt's state is unknown after a panic: release the file (and
+			// its lock) without trusting bbolt's Close.
+			if file != nil {
+				file.Close()
+			}
+			db, rev, err = nil, 0, corruptError(path, fmt.Errorf("%v", r))
 		}
 	}()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
+	db, err = bbolt.Open(path, 0o600, bo)
+	if err != nil {
+		return nil, 0, openError(path, err)
+	}
+	if err := checkSize(db, file); err != nil {
+		db.Close()
+		return nil, 0, corruptError(path, err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { return initBuckets(tx, &rev) }); err != nil {
+		db.Close()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, 0, openError(path, err)
+		}
+		return nil, 0, corruptError(path, err)
+	}
+	return db, rev, nil
+}
+
+// checkSize refuses a file shorter than the pages its metadata claims (a
+// truncated copy): reading those pages would fault.
+func checkSize(db *bbolt.DB, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bbolt.Tx) error {
+		if need := tx.Size(); fi.Size() < need {
+			return fmt.Errorf("file is %d bytes but its pages need %d (truncated?)", fi.Size(), need)
+		}
+		return nil
+	})
+}
+
+// openError turns a bbolt.Open error into one a user can act on.
+func openError(path string, err error) error {
+	var errno syscall.Errno
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("open %s: the store is in use by another berth process (stop it, or use another --data-dir)", path)
-	case errors.Is(err, os.ErrPermission):
-		return nil, fmt.Errorf("open %s: permission denied: %w", path, err)
-	case err != nil:
-		return nil, corrupt(path, err)
+		return fmt.Errorf("open %s: data file is in use by another berth process (stop it first, or use another --data-dir)", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("open %s: permission denied: berth must be able to read and write the data file and its directory (check owner and mode, or run as the user that owns it): %w", path, err)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("open %s: directory %s does not exist: %w", path, filepath.Dir(path), err)
+	case errors.As(err, new(*fs.PathError)):
+		return fmt.Errorf("open %s: cannot open the data file: %w", path, err)
+	case errors.As(err, &errno):
+		return fmt.Errorf("open %s: cannot lock or read the data file: %w", path, err)
 	}
-	if err := db.Update(initBuckets); err != nil {
-		db.Close()
-		return nil, corrupt(path, err)
-	}
-	return &Store{db: db, opts: opts, path: path, watchers: map[*watcher]struct{}{}, done: make(chan struct{})}, nil
+	return corruptError(path, err)
 }
 
-func corrupt(path string, cause error) error {
-	return fmt.Errorf("open %s: data file is corrupt or not a berth store: %v (restore it from a backup or move it away; berth will not start empty over it)", path, cause)
+func corruptError(path string, cause error) error {
+	return fmt.Errorf("open %s: data file is corrupt or not a berth database: %v (restore it from a backup or move it away; berth will not start empty over it)", path, cause)
 }
 
-// initBuckets creates the buckets of a new file and checks an old one.
-func initBuckets(tx *bbolt.Tx) error {
+// initBuckets creates the buckets of a new file, checks those of an
+// existing one and reads the revision counter.
+func initBuckets(tx *bbolt.Tx, rev *int64) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
-		if tx.Bucket(bucketKV) != nil || tx.Bucket(bucketLog) != nil {
-			return errors.New("missing meta bucket")
+		// A bbolt file with buckets but no meta is some other program's.
+		var other []string
+		_ = tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+			other = append(other, string(name))
+			return nil
+		})
+		if len(other) > 0 {
+			return fmt.Errorf("a bbolt file without berth's metadata (buckets %q)", other)
 		}
 		var err error
 		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
@@ -138,14 +223,16 @@ func initBuckets(tx *bbolt.Tx) error {
 		}
 	}
 	if f := meta.Get(keyFormat); string(f) != formatVersion {
-		return fmt.Errorf("unknown format %q", f)
+		return fmt.Errorf("unknown format %q (want %q; written by another berth version?)", f, formatVersion)
 	}
-	if len(meta.Get(keyRev)) != 8 {
+	r := meta.Get(keyRev)
+	if len(r) != 8 {
 		return errors.New("bad revision counter")
 	}
+	*rev = int64(binary.BigEndian.Uint64(r))
 	for _, b := range [][]byte{bucketKV, bucketLog} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-			return err
+			return fmt.Errorf("bucket %s: %w", b, err)
 		}
 	}
 	return nil
@@ -161,59 +248,51 @@ func readRev(tx *bbolt.Tx) int64 {
 	return int64(binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keyRev)))
 }
 
-// decode copies a record out of bolt's memory map (valid only inside the
-// transaction) into a KV.
-func decode(k, v []byte) (store.KV, error) {
-	if len(v) < recordHeader {
-		return store.KV{}, fmt.Errorf("store: corrupt record %q: %d bytes", k, len(v))
-	}
-	return store.KV{Key: string(k), Value: append([]byte(nil), v[recordHeader:]...),
-		CreateRev: int64(binary.BigEndian.Uint64(v[0:8])), ModRev: int64(binary.BigEndian.Uint64(v[8:16]))}, nil
-}
-
-func (s *Store) check(ctx context.Context) error {
+// view runs a read transaction, mapping a closed database to ErrClosed.
+func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed.Load() {
 		return store.ErrClosed
 	}
-	return nil
+	err := s.db.View(fn)
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
 }
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
-	if err := s.check(ctx); err != nil {
-		return store.KV{}, err
-	}
 	var kv store.KV
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketKV).Get([]byte(key))
 		if v == nil {
 			return store.ErrNotFound
 		}
 		var err error
-		kv, err = decode([]byte(key), v)
+		kv, err = decodeRecord([]byte(key), v, nil)
 		return err
 	})
 	return kv, err
 }
 
-// List implements store.Store.
+// List implements store.Store. The values of one listing share one
+// allocation (each capped to its own length).
 func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, 0, err
-	}
 	var out []store.KV
 	var rev int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		rev = readRev(tx)
 		c := tx.Bucket(bucketKV).Cursor()
 		p := []byte(prefix)
+		var arena []byte
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			kv, err := decode(k, v)
+			if cap(arena)-len(arena) < len(v) {
+				arena = make([]byte, 0, max(64<<10, len(v)))
+			}
+			kv, err := decodeRecord(k, v, &arena)
 			if err != nil {
 				return err
 			}
@@ -221,214 +300,35 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, err
 		}
 		return nil
 	})
-	return out, rev, err
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, rev, nil
 }
 
 // Rev implements store.Store.
 func (s *Store) Rev(ctx context.Context) (int64, error) {
-	if err := s.check(ctx); err != nil {
-		return 0, err
-	}
 	var rev int64
-	err := s.db.View(func(tx *bbolt.Tx) error { rev = readRev(tx); return nil })
+	err := s.view(ctx, func(tx *bbolt.Tx) error { rev = readRev(tx); return nil })
 	return rev, err
 }
 
-// Txn implements store.Store.
-func (s *Store) Txn(ctx context.Context, t store.Txn) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, store.ErrClosed
-	}
-	var rev int64
-	var events []store.Event
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		kvb := tx.Bucket(bucketKV)
-		rev = readRev(tx)
-		for _, c := range t.Compares {
-			var mod int64
-			if v := kvb.Get([]byte(c.Key)); v != nil {
-				kv, err := decode([]byte(c.Key), v)
-				if err != nil {
-					return err
-				}
-				mod = kv.ModRev
-			}
-			if mod != c.ModRev {
-				return store.ErrConflict
-			}
-		}
-		if len(t.Ops) == 0 {
-			return nil
-		}
-		rev++
-		entries := make([]logEntry, 0, len(t.Ops))
-		events = make([]store.Event, 0, len(t.Ops))
-		for _, op := range t.Ops {
-			k := []byte(op.Key)
-			switch op.Type {
-			case store.OpPut:
-				create := rev
-				if old := kvb.Get(k); old != nil {
-					prev, err := decode(k, old)
-					if err != nil {
-						return err
-					}
-					create = prev.CreateRev
-				}
-				if err := kvb.Put(k, encodeRecord(create, rev, op.Value)); err != nil {
-					return err
-				}
-				val := append([]byte(nil), op.Value...)
-				entries = append(entries, logEntry{T: store.EventPut, K: op.Key, V: val, C: create})
-				events = append(events, store.Event{Type: store.EventPut,
-					KV: store.KV{Key: op.Key, Value: val, CreateRev: create, ModRev: rev}})
-			case store.OpDelete:
-				if kvb.Get(k) == nil {
-					continue
-				}
-				if err := kvb.Delete(k); err != nil {
-					return err
-				}
-				entries = append(entries, logEntry{T: store.EventDelete, K: op.Key})
-				events = append(events, store.Event{Type: store.EventDelete, KV: store.KV{Key: op.Key, ModRev: rev}})
-			default:
-				return fmt.Errorf("store: unknown op type %d", op.Type)
-			}
-		}
-		return s.appendLog(tx, rev, entries)
-	})
-	if err != nil {
-		return 0, err
-	}
-	s.broadcast(events)
-	return rev, nil
-}
-
-// appendLog records a revision's changes and compacts the oldest ones.
-func (s *Store) appendLog(tx *bbolt.Tx, rev int64, entries []logEntry) error {
-	b, err := json.Marshal(entries)
-	if err != nil {
-		return err
-	}
-	lb := tx.Bucket(bucketLog)
-	if err := lb.Put(u64(rev), b); err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketMeta).Put(keyRev, u64(rev)); err != nil {
-		return err
-	}
-	// Drop revisions older than the history window (a few per commit at
-	// most, so compaction never stalls a writer).
-	limit := rev - s.opts.HistoryRevisions
-	c := lb.Cursor()
-	for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= limit; k, _ = c.First() {
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// broadcast fans events out; called with s.mu held.
-func (s *Store) broadcast(events []store.Event) {
-	for w := range s.watchers {
-		for _, e := range events {
-			if !strings.HasPrefix(e.KV.Key, w.prefix) {
-				continue
-			}
-			select {
-			case w.ch <- e:
-			default: // too far behind: drop it; the caller re-lists
-				delete(s.watchers, w)
-				close(w.ch)
-			}
-			if _, ok := s.watchers[w]; !ok {
-				break
-			}
-		}
-	}
-}
-
-// Watch implements store.Store.
-func (s *Store) Watch(ctx context.Context, prefix string, afterRev int64) (<-chan store.Event, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, store.ErrClosed
-	}
-	var replay []store.Event
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		cur := readRev(tx)
-		if afterRev >= cur {
-			return nil
-		}
-		c := tx.Bucket(bucketLog).Cursor()
-		k, v := c.Seek(u64(afterRev + 1))
-		if k == nil || int64(binary.BigEndian.Uint64(k)) != afterRev+1 {
-			return store.ErrCompacted
-		}
-		for ; k != nil; k, v = c.Next() {
-			rev := int64(binary.BigEndian.Uint64(k))
-			var entries []logEntry
-			if err := json.Unmarshal(v, &entries); err != nil {
-				return fmt.Errorf("store: corrupt change log at revision %d: %w", rev, err)
-			}
-			for _, e := range entries {
-				if !strings.HasPrefix(e.K, prefix) {
-					continue
-				}
-				ev := store.Event{Type: e.T, KV: store.KV{Key: e.K, Value: e.V, CreateRev: e.C, ModRev: rev}}
-				replay = append(replay, ev)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	w := &watcher{prefix: prefix, ch: make(chan store.Event, len(replay)+s.opts.WatchBuffer)}
-	for _, e := range replay {
-		w.ch <- e
-	}
-	s.watchers[w] = struct{}{}
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-s.done:
-			return
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if _, ok := s.watchers[w]; ok {
-			delete(s.watchers, w)
-			close(w.ch)
-		}
-	}()
-	return w.ch, nil
-}
-
-// Close implements store.Store: pending watches end.
+// Close implements store.Store: it waits for the commit in progress, ends
+// every watch and closes the file. Txns not yet committed fail with
+// store.ErrClosed. Closing twice is harmless.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	close(s.done)
-	for w := range s.watchers {
-		delete(s.watchers, w)
-		close(w.ch)
-	}
-	return s.db.Close()
+	s.close.Do(func() {
+		s.closed.Store(true)
+		close(s.done)
+		<-s.loopDone
+		s.mu.Lock()
+		for w := range s.watchers {
+			s.dropLocked(w)
+		}
+		s.mu.Unlock()
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
 }
 
 var _ store.Store = (*Store)(nil)

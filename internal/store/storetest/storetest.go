@@ -1,375 +1,410 @@
 // Package storetest is the conformance suite every store.Store backend
-// must pass: run it from the backend's tests with a fresh store per call.
+// must pass. A backend's tests call Run with a function that opens a new,
+// empty store (and closes it in t.Cleanup):
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store { ... }, storetest.WithCompaction(50))
+//	}
+//
+// The stores open returns must keep at least 1,000 revisions of history
+// and buffer at least 1,000 events per watcher, so that no test runs into
+// compaction or watcher drops it does not expect. The tests check
+// behaviour only; timeouts exist solely to stop a hung test.
 package storetest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/store"
 )
 
-// Options describe optional abilities of a backend.
-type Options struct {
-	// HistoryRevisions, if > 0, is the backend's configured change-log
-	// window; the suite then checks ErrCompacted beyond it.
-	HistoryRevisions int64
+// Option adapts the suite to a backend's optional abilities.
+type Option func(*config)
+
+type config struct {
+	history int64
 }
 
-// Run runs every conformance test; open must return a new, empty store.
-func Run(t *testing.T, open func(t *testing.T) store.Store, o Options) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, store.Store)
-	}{
+// WithCompaction declares that the backend keeps only the latest
+// historyRevisions revisions for Watch (as configured for the stores open
+// returns), so the suite checks that older ones yield store.ErrCompacted.
+func WithCompaction(historyRevisions int64) Option {
+	return func(c *config) { c.history = historyRevisions }
+}
+
+// timeout stops a hung test; no test expects to come near it.
+const timeout = time.Minute
+
+type test struct {
+	name string
+	fn   func(*testing.T, store.Store)
+}
+
+// Run runs every conformance test, each on a fresh store from open.
+func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	tests := []test{
 		{"GetNotFound", testGetNotFound},
-		{"PutGetRevisions", testPutGetRevisions},
-		{"ListSortedPrefix", testListSortedPrefix},
-		{"TxnAtomic", testTxnAtomic},
-		{"CompareMustNotExist", testCompareMustNotExist},
+		{"Revisions", testRevisions},
 		{"DeleteAndRecreate", testDeleteAndRecreate},
+		{"DeleteMissing", testDeleteMissing},
+		{"ListSortedPrefix", testListSortedPrefix},
+		{"ListConsistentRev", testListConsistentRev},
+		{"TxnAtomic", testTxnAtomic},
+		{"TxnOpsInOrder", testTxnOpsInOrder},
+		{"CompareModRev", testCompareModRev},
 		{"EmptyTxn", testEmptyTxn},
-		{"WatchReplayAndLive", testWatchReplayAndLive},
-		{"WatchNoGapUnderLoad", testWatchNoGapUnderLoad},
-		{"WatchPrefixAndDelete", testWatchPrefixAndDelete},
-		{"WatchCancel", testWatchCancel},
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"TypedHelpers", testTypedHelpers},
-		{"CloseEndsWatches", testCloseEndsWatches},
+		{"UpdateErrors", testUpdateErrors},
+		{"Close", testClose},
 	}
+	tests = append(tests, watchTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
-	if o.HistoryRevisions > 0 {
-		t.Run("Compacted", func(t *testing.T) { testCompacted(t, open(t), o.HistoryRevisions) })
+	if cfg.history > 0 {
+		t.Run("WatchCompacted", func(t *testing.T) { testWatchCompacted(t, open(t), cfg.history) })
 	}
 }
 
+// ctx is a context that only ends a hung test.
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	c, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	return c
 }
 
-func put(t *testing.T, s store.Store, key, val string) int64 {
+func txn(t *testing.T, s store.Store, tx store.Txn) int64 {
 	t.Helper()
-	rev, err := s.Txn(ctx(t), store.Txn{Ops: []store.Op{store.Put(key, []byte(val))}})
+	rev, err := s.Txn(ctx(t), tx)
 	if err != nil {
-		t.Fatalf("put %s: %v", key, err)
+		t.Fatalf("Txn %+v: %v", tx, err)
 	}
 	return rev
 }
 
-func testGetNotFound(t *testing.T, s store.Store) {
-	if _, err := s.Get(ctx(t), "/nope"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Get missing: %v, want ErrNotFound", err)
+func put(t *testing.T, s store.Store, key, val string) int64 {
+	t.Helper()
+	return txn(t, s, store.Txn{Ops: []store.Op{store.Put(key, []byte(val))}})
+}
+
+func del(t *testing.T, s store.Store, key string) int64 {
+	t.Helper()
+	return txn(t, s, store.Txn{Ops: []store.Op{store.Delete(key)}})
+}
+
+func rev(t *testing.T, s store.Store) int64 {
+	t.Helper()
+	r, err := s.Rev(ctx(t))
+	if err != nil {
+		t.Fatalf("Rev: %v", err)
+	}
+	return r
+}
+
+func get(t *testing.T, s store.Store, key string) store.KV {
+	t.Helper()
+	kv, err := s.Get(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Get %s: %v", key, err)
+	}
+	return kv
+}
+
+func mustNotExist(t *testing.T, s store.Store, key string) {
+	t.Helper()
+	if kv, err := s.Get(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get %s = %+v, %v; want ErrNotFound", key, kv, err)
 	}
 }
 
-func testPutGetRevisions(t *testing.T, s store.Store) {
-	r0, _ := s.Rev(ctx(t))
+func keys(kvs []store.KV) []string {
+	out := make([]string, len(kvs))
+	for i, kv := range kvs {
+		out[i] = kv.Key
+	}
+	return out
+}
+
+func testGetNotFound(t *testing.T, s store.Store) {
+	mustNotExist(t, s, "/nope")
+	r := put(t, s, "/nope/child", "v")
+	mustNotExist(t, s, "/nope") // a prefix of a key is not a key
+	kv := get(t, s, "/nope/child")
+	if kv.Key != "/nope/child" || string(kv.Value) != "v" || kv.CreateRev != r || kv.ModRev != r {
+		t.Fatalf("Get = %+v, want value v at create=mod=%d", kv, r)
+	}
+	del(t, s, "/nope/child")
+	mustNotExist(t, s, "/nope/child")
+}
+
+func testRevisions(t *testing.T, s store.Store) {
+	r0 := rev(t, s)
 	r1 := put(t, s, "/a", "1")
-	r2 := put(t, s, "/a", "2")
-	if r1 != r0+1 || r2 != r1+1 {
-		t.Fatalf("revisions %d, %d after %d: each write must add exactly 1", r1, r2, r0)
+	if r1 != r0+1 {
+		t.Fatalf("first write: revision %d after %d, want +1", r1, r0)
 	}
-	kv, err := s.Get(ctx(t), "/a")
+	r2 := txn(t, s, store.Txn{Ops: []store.Op{
+		store.Put("/a", []byte("2")), store.Put("/b", []byte("1")), store.Put("/c", []byte("1"))}})
+	if r2 != r1+1 {
+		t.Fatalf("a txn of 3 puts moved the revision from %d to %d, want +1", r1, r2)
+	}
+	a := get(t, s, "/a")
+	if string(a.Value) != "2" || a.CreateRev != r1 || a.ModRev != r2 {
+		t.Fatalf("/a = %+v, want value 2, CreateRev %d (kept on update), ModRev %d", a, r1, r2)
+	}
+	for _, k := range []string{"/b", "/c"} {
+		if kv := get(t, s, k); kv.CreateRev != r2 || kv.ModRev != r2 {
+			t.Fatalf("%s = %+v, want CreateRev = ModRev = %d", k, kv, r2)
+		}
+	}
+	if cur := rev(t, s); cur != r2 {
+		t.Fatalf("Rev = %d, want %d", cur, r2)
+	}
+	r3 := del(t, s, "/c")
+	if r3 != r2+1 || rev(t, s) != r3 {
+		t.Fatalf("delete: revision %d (Rev %d), want %d", r3, rev(t, s), r2+1)
+	}
+	if kv := get(t, s, "/b"); kv.ModRev != r2 {
+		t.Fatalf("/b ModRev moved to %d by a write to another key", kv.ModRev)
+	}
+}
+
+func testDeleteAndRecreate(t *testing.T, s store.Store) {
+	r1 := put(t, s, "/d", "1")
+	put(t, s, "/d", "2")
+	rd := del(t, s, "/d")
+	mustNotExist(t, s, "/d")
+	r := put(t, s, "/d", "3")
+	kv := get(t, s, "/d")
+	if r != rd+1 || kv.CreateRev != r || kv.ModRev != r || string(kv.Value) != "3" {
+		t.Fatalf("recreated /d = %+v (txn rev %d), want CreateRev = ModRev = %d, not the old %d", kv, r, rd+1, r1)
+	}
+}
+
+func testDeleteMissing(t *testing.T, s store.Store) {
+	r := put(t, s, "/x", "1")
+	got, err := s.Txn(ctx(t), store.Txn{Ops: []store.Op{store.Delete("/missing")}})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("delete of a missing key: %v, want no error", err)
 	}
-	if string(kv.Value) != "2" || kv.CreateRev != r1 || kv.ModRev != r2 {
-		t.Fatalf("got %+v, want value 2 create %d mod %d", kv, r1, r2)
+	// Nothing changed, so no revision was made.
+	if got != r || rev(t, s) != r {
+		t.Fatalf("delete of a missing key returned %d (Rev %d), want the current %d", got, rev(t, s), r)
 	}
-	if cur, _ := s.Rev(ctx(t)); cur != r2 {
-		t.Fatalf("Rev %d, want %d", cur, r2)
+	r2 := txn(t, s, store.Txn{Ops: []store.Op{store.Delete("/missing"), store.Put("/x", []byte("2"))}})
+	if r2 != r+1 || get(t, s, "/x").ModRev != r2 {
+		t.Fatalf("txn with a missing delete and a put: rev %d, want %d", r2, r+1)
 	}
 }
 
 func testListSortedPrefix(t *testing.T, s store.Store) {
-	for _, k := range []string{"/p/c", "/p/a", "/q/x", "/p/b", "/pz"} {
-		put(t, s, k, k)
+	for _, k := range []string{"/p/c", "/p/a/b", "/q/x", "/p/B", "/p/a", "/pz", "/p", "/p/b", "/p/\u00e9"} {
+		put(t, s, k, "v"+k)
 	}
-	kvs, rev, err := s.List(ctx(t), "/p/")
+	kvs, r, err := s.List(ctx(t), "/p/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var keys []string
+	// Byte order: upper case before lower case, a key before its children.
+	want := "[/p/B /p/a /p/a/b /p/b /p/c /p/\u00e9]"
+	if got := fmt.Sprint(keys(kvs)); got != want {
+		t.Fatalf("List /p/ = %v, want %v", got, want)
+	}
 	for _, kv := range kvs {
-		keys = append(keys, kv.Key)
+		if string(kv.Value) != "v"+kv.Key || kv.ModRev == 0 || kv.CreateRev != kv.ModRev || kv.ModRev > r {
+			t.Fatalf("listed %+v at rev %d", kv, r)
+		}
 	}
-	if fmt.Sprint(keys) != "[/p/a /p/b /p/c]" {
-		t.Fatalf("List /p/ = %v", keys)
+	if cur := rev(t, s); r != cur {
+		t.Fatalf("List rev %d, current %d", r, cur)
 	}
-	if cur, _ := s.Rev(ctx(t)); rev != cur {
-		t.Fatalf("List rev %d, current %d", rev, cur)
+	kvs, r2, err := s.List(ctx(t), "/none/")
+	if err != nil || len(kvs) != 0 || r2 != r {
+		t.Fatalf("List of an empty prefix = %v, %d, %v; want nothing at rev %d", keys(kvs), r2, err, r)
+	}
+	all, _, err := s.List(ctx(t), "")
+	if err != nil || len(all) != 9 {
+		t.Fatalf("List \"\" = %v, %v; want all 9 keys", keys(all), err)
+	}
+}
+
+// testListConsistentRev lists while another goroutine writes: each
+// listing holds exactly the writes up to the revision it reports.
+func testListConsistentRev(t *testing.T, s store.Store) {
+	const writes = 200
+	base := rev(t, s)
+	c := ctx(t)
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < writes; i++ {
+			if _, err := s.Txn(c, store.Txn{Ops: []store.Op{store.Put(fmt.Sprintf("/s/%04d", i), []byte("v"))}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	check := func() int64 {
+		kvs, r, err := s.List(c, "/s/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(kvs)) != r-base {
+			t.Fatalf("List at rev %d has %d keys, want %d (the writes up to that revision)", r, len(kvs), r-base)
+		}
+		for i, kv := range kvs {
+			if kv.Key != fmt.Sprintf("/s/%04d", i) || kv.ModRev != base+int64(i)+1 {
+				t.Fatalf("List at rev %d: item %d is %s at %d", r, i, kv.Key, kv.ModRev)
+			}
+		}
+		return r
+	}
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := check(); r != base+writes {
+				t.Fatalf("final List at rev %d, want %d", r, base+writes)
+			}
+			return
+		default:
+			check()
+		}
 	}
 }
 
 func testTxnAtomic(t *testing.T, s store.Store) {
 	r := put(t, s, "/x", "1")
+	put(t, s, "/z", "1")
+	before := rev(t, s)
 	_, err := s.Txn(ctx(t), store.Txn{
-		Compares: []store.Compare{{Key: "/x", ModRev: r + 100}},
-		Ops:      []store.Op{store.Put("/x", []byte("2")), store.Put("/y", []byte("2"))}})
+		Compares: []store.Compare{{Key: "/x", ModRev: r}, {Key: "/z", ModRev: r}}, // the second is stale
+		Ops:      []store.Op{store.Put("/x", []byte("2")), store.Put("/y", []byte("2")), store.Delete("/z")}})
 	if !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("failed compare: %v, want ErrConflict", err)
+		t.Fatalf("txn with one failing compare: %v, want ErrConflict", err)
 	}
-	if kv, _ := s.Get(ctx(t), "/x"); string(kv.Value) != "1" {
-		t.Fatal("a failed txn wrote /x")
+	if kv := get(t, s, "/x"); string(kv.Value) != "1" || kv.ModRev != r {
+		t.Fatalf("a failed txn wrote /x: %+v", kv)
 	}
-	if _, err := s.Get(ctx(t), "/y"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatal("a failed txn wrote /y")
+	mustNotExist(t, s, "/y")
+	get(t, s, "/z")
+	if cur := rev(t, s); cur != before {
+		t.Fatalf("a failed txn moved the revision from %d to %d", before, cur)
 	}
-	if cur, _ := s.Rev(ctx(t)); cur != r {
-		t.Fatalf("a failed txn moved the revision to %d", cur)
-	}
-	r2, err := s.Txn(ctx(t), store.Txn{
-		Compares: []store.Compare{{Key: "/x", ModRev: r}},
-		Ops:      []store.Op{store.Put("/x", []byte("2")), store.Put("/y", []byte("2")), store.Delete("/missing")}})
-	if err != nil || r2 != r+1 {
-		t.Fatalf("txn: rev %d err %v", r2, err)
+	r2 := txn(t, s, store.Txn{
+		Compares: []store.Compare{{Key: "/x", ModRev: r}, {Key: "/y", ModRev: 0}},
+		Ops:      []store.Op{store.Put("/x", []byte("2")), store.Put("/y", []byte("2")), store.Delete("/z")}})
+	if r2 != before+1 {
+		t.Fatalf("txn rev %d, want %d", r2, before+1)
 	}
 	for _, k := range []string{"/x", "/y"} {
-		if kv, _ := s.Get(ctx(t), k); kv.ModRev != r2 {
-			t.Fatalf("%s ModRev %d, want %d (one revision per txn)", k, kv.ModRev, r2)
+		if kv := get(t, s, k); kv.ModRev != r2 || string(kv.Value) != "2" {
+			t.Fatalf("%s = %+v, want value 2 at %d (one revision per txn)", k, kv, r2)
 		}
 	}
+	mustNotExist(t, s, "/z")
 }
 
-func testCompareMustNotExist(t *testing.T, s store.Store) {
+// testTxnOpsInOrder checks the final state when a txn touches a key more
+// than once: ops apply in order.
+func testTxnOpsInOrder(t *testing.T, s store.Store) {
+	old := put(t, s, "/recreated", "old")
+	r := txn(t, s, store.Txn{Ops: []store.Op{
+		store.Put("/twice", []byte("1")), store.Put("/twice", []byte("2")),
+		store.Put("/gone", []byte("1")), store.Delete("/gone"),
+		store.Delete("/recreated"), store.Put("/recreated", []byte("new")),
+	}})
+	if kv := get(t, s, "/twice"); string(kv.Value) != "2" || kv.CreateRev != r || kv.ModRev != r {
+		t.Fatalf("/twice = %+v, want the last put, at %d", kv, r)
+	}
+	mustNotExist(t, s, "/gone")
+	if kv := get(t, s, "/recreated"); string(kv.Value) != "new" || kv.CreateRev != r || kv.ModRev != r {
+		t.Fatalf("/recreated = %+v, want new with CreateRev %d (was %d before the delete)", kv, r, old)
+	}
+}
+
+func testCompareModRev(t *testing.T, s store.Store) {
 	create := store.Txn{Compares: []store.Compare{{Key: "/once", ModRev: 0}}, Ops: []store.Op{store.Put("/once", []byte("v"))}}
-	if _, err := s.Txn(ctx(t), create); err != nil {
-		t.Fatal(err)
-	}
+	r1 := txn(t, s, create)
 	if _, err := s.Txn(ctx(t), create); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("second create: %v, want ErrConflict", err)
+		t.Fatalf("create of an existing key: %v, want ErrConflict", err)
 	}
-}
-
-func testDeleteAndRecreate(t *testing.T, s store.Store) {
-	put(t, s, "/d", "1")
-	rd, err := s.Txn(ctx(t), store.Txn{Ops: []store.Op{store.Delete("/d")}})
+	cas := func(mod int64, val string) (int64, error) {
+		return s.Txn(ctx(t), store.Txn{Compares: []store.Compare{{Key: "/once", ModRev: mod}}, Ops: []store.Op{store.Put("/once", []byte(val))}})
+	}
+	r2, err := cas(r1, "2")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("CAS at the current ModRev: %v", err)
 	}
-	if _, err := s.Get(ctx(t), "/d"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatal("deleted key still there")
+	if _, err := cas(r1, "stale"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CAS at a stale ModRev: %v, want ErrConflict", err)
 	}
-	r := put(t, s, "/d", "2")
-	kv, _ := s.Get(ctx(t), "/d")
-	if kv.CreateRev != r || r != rd+1 {
-		t.Fatalf("recreated key CreateRev %d, want %d", kv.CreateRev, r)
+	if _, err := cas(r2+1, "future"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CAS at a future ModRev: %v, want ErrConflict", err)
 	}
+	if kv := get(t, s, "/once"); string(kv.Value) != "2" {
+		t.Fatalf("/once = %q after failed CAS, want 2", kv.Value)
+	}
+	del(t, s, "/once")
+	if _, err := cas(r2, "after-delete"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CAS on a deleted key at its old ModRev: %v, want ErrConflict", err)
+	}
+	txn(t, s, create) // ModRev 0 holds again once the key is gone
 }
 
 func testEmptyTxn(t *testing.T, s store.Store) {
+	if got, err := s.Txn(ctx(t), store.Txn{}); err != nil || got != rev(t, s) {
+		t.Fatalf("empty txn on a new store: %d, %v; want the current revision %d", got, err, rev(t, s))
+	}
 	r := put(t, s, "/e", "1")
-	got, err := s.Txn(ctx(t), store.Txn{Compares: []store.Compare{{Key: "/e", ModRev: r}}})
+	got, err := s.Txn(ctx(t), store.Txn{Compares: []store.Compare{{Key: "/e", ModRev: r}, {Key: "/none", ModRev: 0}}})
 	if err != nil || got != r {
-		t.Fatalf("empty txn: %d %v, want %d", got, err, r)
+		t.Fatalf("compare-only txn: %d, %v; want %d", got, err, r)
 	}
 	if _, err := s.Txn(ctx(t), store.Txn{Compares: []store.Compare{{Key: "/e", ModRev: 0}}}); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("empty txn with failing compare: %v", err)
+		t.Fatalf("compare-only txn with a failing compare: %v, want ErrConflict", err)
+	}
+	if cur := rev(t, s); cur != r {
+		t.Fatalf("empty txns moved the revision from %d to %d", r, cur)
 	}
 }
 
-// collect reads n events or fails after a generous timeout.
-func collect(t *testing.T, ch <-chan store.Event, n int) []store.Event {
-	t.Helper()
-	var out []store.Event
-	timeout := time.After(30 * time.Second)
-	for len(out) < n {
-		select {
-		case e, ok := <-ch:
-			if !ok {
-				t.Fatalf("watch closed after %d of %d events", len(out), n)
-			}
-			out = append(out, e)
-		case <-timeout:
-			t.Fatalf("got %d of %d events", len(out), n)
-		}
-	}
-	return out
-}
-
-func testWatchReplayAndLive(t *testing.T, s store.Store) {
-	r1 := put(t, s, "/w/a", "1")
-	put(t, s, "/w/b", "2")
-	ch, err := s.Watch(ctx(t), "/w/", r1-1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "/w/c", "3")
-	evs := collect(t, ch, 3)
-	for i, want := range []string{"/w/a", "/w/b", "/w/c"} {
-		if evs[i].KV.Key != want || evs[i].Type != store.EventPut || evs[i].KV.ModRev != r1+int64(i) {
-			t.Fatalf("event %d = %+v, want put %s at %d", i, evs[i], want, r1+int64(i))
-		}
-	}
-}
-
-func testWatchNoGapUnderLoad(t *testing.T, s store.Store) {
-	const writes = 300
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < writes; i++ {
-			put(t, s, fmt.Sprintf("/load/%04d", i), "v")
-		}
-	}()
-	// Start watches at arbitrary points while writes go on; each must see
-	// every revision after its start exactly once and in order.
-	type started struct {
-		after int64
-		ch    <-chan store.Event
-	}
-	var watches []started
-	for i := 0; i < 5; i++ {
-		time.Sleep(time.Millisecond)
-		rev, _ := s.Rev(ctx(t))
-		ch, err := s.Watch(ctx(t), "/load/", rev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		watches = append(watches, started{rev, ch})
-	}
-	wg.Wait()
-	final, _ := s.Rev(ctx(t))
-	for _, w := range watches {
-		evs := collect(t, w.ch, int(final-w.after))
-		for i, e := range evs {
-			if e.KV.ModRev != w.after+int64(i)+1 {
-				t.Fatalf("watch from %d: event %d at rev %d, want %d", w.after, i, e.KV.ModRev, w.after+int64(i)+1)
-			}
-		}
-	}
-}
-
-func testWatchPrefixAndDelete(t *testing.T, s store.Store) {
-	rev, _ := s.Rev(ctx(t))
-	ch, err := s.Watch(ctx(t), "/only/", rev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "/other/x", "1")
-	r := put(t, s, "/only/x", "1")
-	rd, err := s.Txn(ctx(t), store.Txn{Ops: []store.Op{store.Delete("/only/x")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs := collect(t, ch, 2)
-	if evs[0].KV.Key != "/only/x" || evs[0].KV.ModRev != r || evs[0].Type != store.EventPut {
-		t.Fatalf("first event %+v", evs[0])
-	}
-	if evs[1].Type != store.EventDelete || evs[1].KV.Key != "/only/x" || evs[1].KV.ModRev != rd || evs[1].KV.Value != nil {
-		t.Fatalf("delete event %+v", evs[1])
-	}
-}
-
-func testWatchCancel(t *testing.T, s store.Store) {
-	c, cancel := context.WithCancel(context.Background())
-	ch, err := s.Watch(c, "/", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		case <-timeout:
-			t.Fatal("watch channel not closed after cancel")
-		}
-	}
-}
-
-func testCloseEndsWatches(t *testing.T, s store.Store) {
+func testClose(t *testing.T, s store.Store) {
+	put(t, s, "/k", "v")
 	ch, err := s.Watch(ctx(t), "/", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("Close: %v", err)
 	}
-	select {
-	case _, ok := <-ch:
-		if ok {
-			t.Fatal("event after close")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("watch not closed by Close")
+	drainUntilClosed(t, ch)
+	c := ctx(t)
+	if _, err := s.Get(c, "/k"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
 	}
-	if _, err := s.Get(ctx(t), "/x"); !errors.Is(err, store.ErrClosed) {
-		t.Fatalf("Get after Close: %v, want ErrClosed", err)
+	if _, _, err := s.List(c, "/"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("List after Close: %v, want ErrClosed", err)
 	}
-}
-
-func testConcurrentCAS(t *testing.T, s store.Store) {
-	type counter struct{ N int }
-	if _, err := store.PutJSON(ctx(t), s, "/counter", counter{}, 0); err != nil {
-		t.Fatal(err)
+	if _, err := s.Txn(c, store.Txn{Ops: []store.Op{store.Put("/k", nil)}}); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Txn after Close: %v, want ErrClosed", err)
 	}
-	const workers, each = 8, 25
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				if _, err := store.Update(ctx(t), s, "/counter", func(c *counter) error { c.N++; return nil }); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
+	if _, err := s.Watch(c, "/", 0); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Watch after Close: %v, want ErrClosed", err)
 	}
-	wg.Wait()
-	o, err := store.GetJSON[counter](ctx(t), s, "/counter")
-	if err != nil || o.Value.N != workers*each {
-		t.Fatalf("counter %d (err %v), want %d: an update was lost", o.Value.N, err, workers*each)
+	if _, err := s.Rev(c); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Rev after Close: %v, want ErrClosed", err)
 	}
-}
-
-func testTypedHelpers(t *testing.T, s store.Store) {
-	type obj struct{ A string }
-	if _, err := store.PutJSON(ctx(t), s, "/t/1", obj{"x"}, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutJSON(ctx(t), s, "/t/1", obj{"y"}, 0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("PutJSON create twice: %v", err)
-	}
-	if _, err := store.Update(ctx(t), s, "/t/missing", func(*obj) error { return nil }); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Update missing: %v", err)
-	}
-	before, _ := s.Rev(ctx(t))
-	if _, err := store.Update(ctx(t), s, "/t/1", func(*obj) error { return store.ErrSkip }); err != nil {
-		t.Fatal(err)
-	}
-	if after, _ := s.Rev(ctx(t)); after != before {
-		t.Fatal("ErrSkip wrote")
-	}
-	vals, err := store.ListValues[obj](ctx(t), s, "/t/")
-	if err != nil || len(vals) != 1 || vals[0].A != "x" {
-		t.Fatalf("ListValues %v %v", vals, err)
-	}
-}
-
-func testCompacted(t *testing.T, s store.Store, history int64) {
-	for i := int64(0); i < history+10; i++ {
-		put(t, s, "/c", "v")
-	}
-	if _, err := s.Watch(ctx(t), "/", 1); !errors.Is(err, store.ErrCompacted) {
-		t.Fatalf("watch from compacted rev: %v, want ErrCompacted", err)
-	}
-	cur, _ := s.Rev(ctx(t))
-	if _, err := s.Watch(ctx(t), "/", cur-history/2); err != nil {
-		t.Fatalf("watch inside history: %v", err)
-	}
+	_ = s.Close() // a second Close must not panic or hang
 }
