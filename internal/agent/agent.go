@@ -291,7 +291,8 @@ func (a *Agent) register(ctx context.Context) error {
 		fp.Capacity.Memory = a.o.Capacity.Memory
 	}
 	a.drivers = map[string]driver.Driver{}
-	var names []string
+	var names, runtimes []string
+	defaultRuntime := ""
 	for name, d := range a.o.Drivers {
 		if err := d.Available(ctx); err != nil {
 			a.o.Log.Warn("driver not available", "driver", name, "err", err)
@@ -299,13 +300,21 @@ func (a *Agent) register(ctx context.Context) error {
 		}
 		a.drivers[name] = d
 		names = append(names, name)
+		if rl, ok := d.(driver.RuntimeLister); ok {
+			for _, r := range rl.Runtimes() {
+				runtimes = append(runtimes, model.RuntimeName(r))
+			}
+			defaultRuntime = model.RuntimeName(rl.DefaultRuntime())
+		}
 	}
 	sort.Strings(names)
+	sort.Strings(runtimes)
 	if len(names) == 0 {
 		return errors.New("no driver is available on this node (is the Docker Engine running and reachable?)")
 	}
 	node := model.Node{Name: a.o.NodeName, Hostname: fp.Hostname, Address: a.o.Address, Labels: a.o.Labels,
-		Capacity: fp.Capacity, Drivers: names, PortRange: a.o.PortRange, Status: model.NodeReady,
+		Capacity: fp.Capacity, Drivers: names, Runtimes: runtimes, DefaultRuntime: defaultRuntime,
+		PortRange: a.o.PortRange, Status: model.NodeReady,
 		PortsInUse: listeningPorts(a.o.PortRange[0], a.o.PortRange[1]),
 		Version:    a.o.Version, LastHeartbeat: time.Now()}
 	key := model.NodeKey(node.Name)
@@ -324,7 +333,7 @@ func (a *Agent) register(ctx context.Context) error {
 		return fmt.Errorf("register node %s: %w", node.Name, err)
 	}
 	a.o.Log.Info("node registered", "node", node.Name, "cpu", node.Capacity.CPU.String(),
-		"memory", node.Capacity.Memory.Human(), "drivers", names)
+		"memory", node.Capacity.Memory.Human(), "drivers", names, "runtimes", runtimes)
 	return nil
 }
 

@@ -401,6 +401,8 @@ func (r *runner) task(in *model.Instance, spec *model.AppSpec) driver.Task {
 	t := driver.Task{InstanceID: in.ID, Namespace: in.Namespace, App: in.App, Revision: in.Revision,
 		Image: spec.Image, Command: spec.Command, Args: spec.Args, Env: spec.Env,
 		CPUMilli: int64(spec.Resources.CPU), MemoryBytes: int64(spec.Resources.Memory),
+		Runtime: model.RuntimeBinary(spec.Runtime), User: spec.User, WorkingDir: spec.WorkingDir,
+		ReadOnlyRootFS: spec.ReadOnlyRootFS, Tmpfs: spec.Tmpfs,
 		Labels: make(map[string]string, len(spec.Labels)+len(r.a.o.WorkloadLabels))}
 	for k, v := range spec.Labels {
 		t.Labels[k] = v

@@ -113,6 +113,15 @@ type InsideDialer interface {
 	DialInside(ctx context.Context, id, network string, port int) (net.Conn, error)
 }
 
+// RuntimeLister is an optional ability of drivers that run several OCI
+// runtimes: which are installed on this node ("runc", "crun", "runsc")
+// and which one a task that names none gets. The agent advertises them on
+// the node so the scheduler only places apps where their runtime exists.
+type RuntimeLister interface {
+	Runtimes() []string
+	DefaultRuntime() string
+}
+
 // Driver runs workloads on one node. Methods are safe for concurrent use.
 type Driver interface {
 	// Name is how specs and nodes refer to the driver ("docker").

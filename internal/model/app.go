@@ -46,8 +46,20 @@ type AppSpec struct {
 	// StopGracePeriod is how long a stop waits after SIGTERM before killing;
 	// zero means DefaultStopGracePeriod.
 	StopGracePeriod Duration `json:"stopGracePeriod,omitempty"`
-	// Driver names the runtime driver; empty means "docker".
+	// Driver names the runtime driver: docker (default), oci (berth's own
+	// image store and an OCI runtime) or process (a host command).
 	Driver string `json:"driver,omitempty"`
+	// Runtime picks the OCI runtime for driver oci: runc, crun or sandbox
+	// (gVisor's runsc); empty means the node's default.
+	Runtime string `json:"runtime,omitempty"`
+	// User runs the process as "uid[:gid]" or a user name of the image.
+	User string `json:"user,omitempty"`
+	// WorkingDir overrides the image's working directory.
+	WorkingDir string `json:"workingDir,omitempty"`
+	// ReadOnlyRootFS mounts the root filesystem read-only.
+	ReadOnlyRootFS bool `json:"readOnlyRootfs,omitempty"`
+	// Tmpfs lists absolute paths that get a fresh tmpfs.
+	Tmpfs []string `json:"tmpfs,omitempty"`
 }
 
 // Resources are per-instance requests.

@@ -19,6 +19,11 @@ type Node struct {
 	Capacity Resources `json:"capacity"`
 	// Drivers lists the drivers that work on this node.
 	Drivers []string `json:"drivers"`
+	// Runtimes lists the OCI runtimes installed for driver oci, by the
+	// names specs use (runc, crun, sandbox).
+	Runtimes []string `json:"runtimes,omitempty"`
+	// DefaultRuntime is used for driver oci apps that name none.
+	DefaultRuntime string `json:"defaultRuntime,omitempty"`
 	// PortRange is the range host ports are assigned from, inclusive.
 	PortRange [2]int `json:"portRange"`
 	// PortsInUse are ports of PortRange found listening on the host at
@@ -37,6 +42,16 @@ var DefaultPortRange = [2]int{20000, 32767}
 func (n *Node) HasDriver(name string) bool {
 	for _, d := range n.Drivers {
 		if d == name {
+			return true
+		}
+	}
+	return false
+}
+
+// HasRuntime reports whether the node advertises OCI runtime name.
+func (n *Node) HasRuntime(name string) bool {
+	for _, r := range n.Runtimes {
+		if r == name {
 			return true
 		}
 	}

@@ -181,6 +181,9 @@ func (s *AppSpec) Normalize() {
 	if len(s.Labels) == 0 {
 		s.Labels = nil
 	}
+	if len(s.Tmpfs) == 0 {
+		s.Tmpfs = nil
+	}
 }
 
 // TemplateHash hashes everything but Instances; equal hashes mean an

@@ -30,7 +30,11 @@ func (s *AppSpec) Validate() *ValidationError {
 	v := &validator{}
 	v.dns("name", s.Name, 63, true)
 	v.dns("namespace", s.Namespace, 63, false)
-	v.image(s.Image)
+	if s.Driver == DriverProcess {
+		v.processImage(s)
+	} else {
+		v.image(s.Image)
+	}
 	if len(s.Command) > 0 && strings.TrimSpace(s.Command[0]) == "" {
 		v.add("command[0]", "must not be empty")
 	}
@@ -49,9 +53,7 @@ func (s *AppSpec) Validate() *ValidationError {
 	v.restart(s.Restart)
 	v.labels(s.Labels)
 	v.constraints(s.Constraints)
-	if s.Driver != "" && !dnsLabel.MatchString(s.Driver) {
-		v.add("driver", "must be a driver name like docker, got %q", s.Driver)
-	}
+	v.runtime(s)
 	if s.Strategy != "" && s.Strategy != StrategySpread && s.Strategy != StrategyBinpack {
 		v.add("strategy", "must be spread or binpack, got %q", s.Strategy)
 	}

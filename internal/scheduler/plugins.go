@@ -11,7 +11,7 @@ import (
 type filter func(n *nodeState, a *Ask) string
 
 // filters run in order; the first refusal is the node's reason.
-var filters = []filter{nodeReady, driverAvailable, labelConstraints, enoughCPU, enoughMemory, hostPortsFree}
+var filters = []filter{nodeReady, driverAvailable, runtimeInstalled, labelConstraints, enoughCPU, enoughMemory, hostPortsFree}
 
 func nodeReady(n *nodeState, _ *Ask) string {
 	switch {
@@ -37,6 +37,13 @@ func driverAvailable(n *nodeState, a *Ask) string {
 	}
 	if !n.node.HasDriver(d) {
 		return fmt.Sprintf("driver %q not available", d)
+	}
+	return ""
+}
+
+func runtimeInstalled(n *nodeState, a *Ask) string {
+	if a.Runtime != "" && !n.node.HasRuntime(a.Runtime) {
+		return fmt.Sprintf("runtime %q not installed", a.Runtime)
 	}
 	return ""
 }

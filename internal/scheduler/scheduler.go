@@ -21,7 +21,10 @@ type Ask struct {
 	Ports       []model.PortSpec
 	Constraints []model.Constraint
 	Driver      string
-	Strategy    string
+	// Runtime is the OCI runtime a driver oci app asks for; empty means
+	// any node's default.
+	Runtime  string
+	Strategy string
 }
 
 // Snapshot is the cluster state a plan is computed from. Instances that

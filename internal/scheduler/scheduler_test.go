@@ -34,6 +34,14 @@ func ask(id, app string, cpu model.MilliCPU, mem model.ByteSize, mut ...func(*As
 	return a
 }
 
+// withOCI makes a node offer driver oci with the given runtimes.
+func withOCI(runtimes ...string) func(*model.Node) {
+	return func(n *model.Node) {
+		n.Drivers = append(n.Drivers, "oci")
+		n.Runtimes = runtimes
+	}
+}
+
 func TestSchedule(t *testing.T) {
 	cordoned := func(n *model.Node) { n.Cordoned = true }
 	down := func(n *model.Node) { n.Status = model.NodeDown }
@@ -72,6 +80,13 @@ func TestSchedule(t *testing.T) {
 		{name: "driver", snap: Snapshot{Nodes: []model.Node{node("n1", 1000, gi)}},
 			asks: []Ask{ask("i1", "a", 0, 0, func(a *Ask) { a.Driver = "oci" })},
 			fail: map[string]string{"i1": `0/1 nodes fit: driver "oci" not available`}},
+		{name: "runtime", snap: Snapshot{Nodes: []model.Node{node("n1", 1000, gi, withOCI("runc")), node("n2", 1000, gi, withOCI("runc", "crun"))}},
+			asks: []Ask{
+				ask("crun", "a", 0, 0, func(a *Ask) { a.Driver, a.Runtime = "oci", "crun" }),
+				ask("sandbox", "b", 0, 0, func(a *Ask) { a.Driver, a.Runtime = "oci", "sandbox" }),
+				ask("default", "c", 0, 0, func(a *Ask) { a.Driver = "oci" })},
+			place: map[string]string{"crun": "n2", "default": "n1"},
+			fail:  map[string]string{"sandbox": `0/2 nodes fit: 2 runtime "sandbox" not installed`}},
 		{name: "constraints", snap: Snapshot{Nodes: []model.Node{node("n1", 1000, gi), node("n2", 1000, gi, ssd)}},
 			asks: []Ask{
 				ask("eq", "a", 0, 0, func(a *Ask) { a.Constraints = []model.Constraint{{Label: "disk", Op: model.OpEquals, Value: "ssd"}} }),

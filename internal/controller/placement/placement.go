@@ -95,7 +95,7 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 		byID[o.Value.ID] = o
 		asks = append(asks, scheduler.Ask{InstanceID: o.Value.ID, Namespace: o.Value.Namespace, App: o.Value.App,
 			Resources: o.Value.Resources, Ports: spec.Ports, Constraints: spec.Constraints,
-			Driver: spec.Driver, Strategy: spec.Strategy})
+			Driver: spec.Driver, Runtime: spec.Runtime, Strategy: spec.Strategy})
 	}
 	plan := scheduler.Schedule(snap, asks)
 	if err := c.commit(ctx, plan, byID, placeRev); err != nil {
