@@ -31,8 +31,10 @@ type Options struct {
 	// AdminToken is the bearer token with full access.
 	AdminToken string
 	Logs       LogSource
-	Version    model.VersionInfo
-	Log        *slog.Logger
+	// Images is the local node's image store; nil disables /v1/images.
+	Images  ImageStore
+	Version model.VersionInfo
+	Log     *slog.Logger
 }
 
 // Server is the /v1 HTTP handler.
@@ -75,6 +77,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/nodes", s.auth(s.listNodes))
 	m.HandleFunc("GET /v1/nodes/{name}", s.auth(s.getNode))
 	m.HandleFunc("GET /v1/events", s.auth(s.listEvents))
+	s.imageRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, model.APIError{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})

@@ -83,9 +83,17 @@ func (v *validator) image(img string) {
 		v.add("image", "is required")
 		return
 	}
-	if _, err := reference.ParseNormalizedNamed(img); err != nil {
-		v.add("image", "invalid image reference %q: %v", img, err)
+	if msg := ValidateImageRef(img); msg != "" {
+		v.add("image", "%s", msg)
 	}
+}
+
+// ValidateImageRef returns why ref is not a valid image reference, or "".
+func ValidateImageRef(ref string) string {
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		return fmt.Sprintf("invalid image reference %q: %v", ref, err)
+	}
+	return ""
 }
 
 func (v *validator) env(env map[string]string) {
