@@ -60,6 +60,8 @@ type AppSpec struct {
 	ReadOnlyRootFS bool `json:"readOnlyRootfs,omitempty"`
 	// Tmpfs lists absolute paths that get a fresh tmpfs.
 	Tmpfs []string `json:"tmpfs,omitempty"`
+	// Routes expose the app's ports through the edge router (see route.go).
+	Routes []Route `json:"routes,omitempty"`
 }
 
 // Resources are per-instance requests.

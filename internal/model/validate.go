@@ -50,6 +50,7 @@ func (s *AppSpec) Validate() *ValidationError {
 	v.resources(s.Resources)
 	ports := v.ports(s.Ports)
 	v.health(s.Health, ports)
+	v.routes(s.Routes, ports)
 	v.restart(s.Restart)
 	v.labels(s.Labels)
 	v.constraints(s.Constraints)
