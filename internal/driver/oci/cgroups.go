@@ -1,0 +1,45 @@
+//go:build linux
+
+package oci
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// hybridMu serialises ensureHybridCgroups.
+var hybridMu sync.Mutex
+
+// ensureHybridCgroups prepares a hybrid cgroup host (v1 controllers plus
+// a cgroup2 mount at /sys/fs/cgroup/unified) for crun, which refuses to
+// run while any controller is attached to the cgroup2 hierarchy there
+// ("cgroups in hybrid mode not supported, drop all controllers from
+// cgroupv2"). Such controllers (typically hugetlb, which systemd leaves
+// unmounted on v1) are mounted as v1 hierarchies under /sys/fs/cgroup,
+// which moves them off cgroup2 — the same as
+// `mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`. Pure v1 and
+// pure v2 hosts need nothing.
+func ensureHybridCgroups() error {
+	hybridMu.Lock()
+	defer hybridMu.Unlock()
+	b, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers")
+	if err != nil {
+		return nil // not hybrid
+	}
+	for _, c := range strings.Fields(string(b)) {
+		dir := filepath.Join("/sys/fs/cgroup", c)
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			err = unix.Mount("cgroup", dir, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, c)
+		}
+		if err != nil {
+			return fmt.Errorf("crun cannot run on this host: the %s cgroup controller is attached to cgroup v2 in a hybrid setup, "+
+				"and mounting it as v1 failed (%v); run `mount -t cgroup -o %s cgroup %s` or use runc", c, err, c, dir)
+		}
+	}
+	return nil
+}
