@@ -22,6 +22,13 @@ func Dial(ctx context.Context, pid int, network, addr string) (net.Conn, error) 
 	if pid <= 0 {
 		return nil, fmt.Errorf("netns: workload has no running process")
 	}
+	return DialPath(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), network, addr)
+}
+
+// DialPath connects to addr as seen from inside the network namespace at
+// nsPath (a bind mount such as /run/netns/<name>, or /proc/<pid>/ns/net).
+// It needs CAP_SYS_ADMIN.
+func DialPath(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
@@ -31,7 +38,7 @@ func Dial(ctx context.Context, pid int, network, addr string) (net.Conn, error) 
 		// The socket is created in the namespace of the thread that makes
 		// it; once made it stays there, whichever thread uses it later.
 		runtime.LockOSThread()
-		c, err := dialIn(ctx, pid, network, addr)
+		c, err := dialIn(ctx, nsPath, network, addr)
 		ch <- result{c, err}
 	}()
 	r := <-ch
@@ -42,19 +49,19 @@ func Dial(ctx context.Context, pid int, network, addr string) (net.Conn, error) 
 // switches back. If switching back fails the thread stays locked and is
 // discarded when the goroutine exits, so no other goroutine ever runs in
 // the wrong namespace.
-func dialIn(ctx context.Context, pid int, network, addr string) (net.Conn, error) {
+func dialIn(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
 	self, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		return nil, fmt.Errorf("netns: %w", err)
 	}
 	defer self.Close()
-	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	target, err := os.Open(nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("netns: %w", err)
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("netns: enter namespace of pid %d: %w", pid, err)
+		return nil, fmt.Errorf("netns: enter namespace %s: %w", nsPath, err)
 	}
 	var d net.Dialer
 	c, dialErr := d.DialContext(ctx, network, addr)

@@ -29,7 +29,13 @@ const drainGrace = 2 * time.Second
 // job and exits; otherwise it returns at once.
 func MaybeRun() {
 	if dir := os.Getenv(envExecDir); dir != "" {
-		execStage(dir) // does not return
+		spec, err := readSpec(dir)
+		execStage(spec, err) // does not return
+	}
+	if js := os.Getenv(envExecSpec); js != "" {
+		var spec Spec
+		err := json.Unmarshal([]byte(js), &spec)
+		execStage(spec, err) // does not return
 	}
 	if dir := os.Getenv(envShimDir); dir != "" {
 		os.Exit(runShim(dir))
@@ -187,8 +193,9 @@ func exitCode(ps *os.ProcessState, err error) int {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 // execStage runs in the workload's process: join the network namespace
-// and cgroups, drop credentials, exec. Failures go to fd 3 and exit 127.
-func execStage(dir string) {
+// and cgroups, drop credentials, exec. Failures (including specErr) go to
+// fd 3 and exit 127.
+func execStage(spec Spec, specErr error) {
 	runtime.LockOSThread() // setns applies to this thread; exec from it
 	syscall.CloseOnExec(3) // so a successful exec closes the report pipe
 	report := os.NewFile(3, "exec-report")
@@ -196,9 +203,11 @@ func execStage(dir string) {
 		fmt.Fprint(report, err.Error())
 		os.Exit(127)
 	}
-	spec, err := readSpec(dir)
-	if err != nil {
-		die(err)
+	if specErr != nil {
+		die(specErr)
+	}
+	if len(spec.Args) == 0 {
+		die(errors.New("shim: no command to run"))
 	}
 	if spec.NetNS != "" {
 		f, err := os.Open(spec.NetNS)

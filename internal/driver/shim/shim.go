@@ -42,6 +42,7 @@ const (
 const (
 	envShimDir  = "BERTH_SHIM_DIR"
 	envExecDir  = "BERTH_SHIM_EXEC"
+	envExecSpec = "BERTH_SHIM_EXEC_SPEC"
 	defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
 

@@ -357,3 +357,21 @@ func TestCgroupJoin(t *testing.T) {
 		t.Fatalf("bad cgroup: %v", err)
 	}
 }
+
+func TestExec(t *testing.T) {
+	var out strings.Builder
+	code, err := Exec(ctx(t), Spec{Args: []string{"sh", "-c", "echo out; echo err >&2; id -u; exit 4"},
+		Env: []string{"PATH=/bin"}, Credential: &Credential{UID: 65534, GID: 65534}}, &out)
+	if err != nil || code != 4 || out.String() != "out\nerr\n65534\n" {
+		t.Fatalf("Exec = %d %v %q", code, err, out.String())
+	}
+	if _, err := Exec(ctx(t), Spec{Args: []string{"nosuch-berth-test"}}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "executable file not found") {
+		t.Fatalf("Exec of a missing command: %v", err)
+	}
+	c, cancel := context.WithCancel(ctx(t))
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	if code, err := Exec(c, Spec{Args: []string{busybox, "sleep", "600"}}, io.Discard); !errors.Is(err, context.Canceled) || code != 137 {
+		t.Fatalf("cancelled Exec = %d %v", code, err)
+	}
+}
