@@ -106,3 +106,30 @@ func TestMasqChainMatchesBridgePlugin(t *testing.T) {
 		t.Fatalf("masqComment = %s", got)
 	}
 }
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	empty := testDir(t)
+	tests := []struct {
+		name    string
+		opts    Options
+		wantErr []string
+	}{
+		{"no state dir", Options{}, []string{"StateDir is required"}},
+		{"long bridge name", Options{StateDir: empty, BridgeName: "berth-test-toolong"}, []string{"not a valid interface name"}},
+		{"ipv6 subnet", Options{StateDir: empty, Subnet: netip.MustParsePrefix("fd00::/64")}, []string{"IPv4 prefix"}},
+		{"tiny subnet", Options{StateDir: empty, Subnet: netip.MustParsePrefix("10.213.0.0/31")}, []string{"between /8 and /30"}},
+		{"negative mtu", Options{StateDir: empty, MTU: -1}, []string{"MTU must not be negative"}},
+		{"plugins missing", Options{StateDir: empty, PluginDirs: []string{empty}},
+			[]string{"bridge, host-local, portmap, firewall not found in " + empty, "apt-get install containernetworking-plugins"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.opts)
+			for _, want := range tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("New(%+v) err = %v, want %q", tt.opts, err, want)
+				}
+			}
+		})
+	}
+}
