@@ -265,8 +265,8 @@ func TestHalfMadeAttachment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.leasesFor(id); len(e.leasesFor(id)) != 1 {
-		t.Fatalf("leases after redo: %v", e.leasesFor(id))
+	if l := e.leasesFor(id); len(l) != 1 {
+		t.Fatalf("leases after redo: %v, want exactly one", l)
 	}
 	r, _, _ = e.net.store.load(id)
 	r.Phase = phaseAttaching
