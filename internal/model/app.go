@@ -37,8 +37,26 @@ type AppSpec struct {
 	Restart *RestartPolicy `json:"restart,omitempty"`
 	// Labels are free-form metadata, also set on containers.
 	Labels map[string]string `json:"labels,omitempty"`
-	// Constraints restrict which nodes may run the app.
+	// Constraints restrict which nodes may run the app (see constraint.go
+	// and docs/scheduler.md).
 	Constraints []Constraint `json:"constraints,omitempty"`
+	// Spread prefers nodes whose value of an attribute (e.g. zone) has the
+	// fewest instances of the app.
+	Spread *Spread `json:"spread,omitempty"`
+	// Affinity places the app near (or away from) other apps.
+	Affinity []Affinity `json:"affinity,omitempty"`
+	// Type is service (default: keep Instances running), system (one
+	// instance on every eligible node) or batch (run to completion).
+	Type string `json:"type,omitempty"`
+	// Completions is how many instances of a batch app must succeed
+	// (default 1).
+	Completions *int `json:"completions,omitempty"`
+	// Parallelism is how many instances of a batch app run at once
+	// (default 1).
+	Parallelism *int `json:"parallelism,omitempty"`
+	// BackoffLimit is how many failures a batch app tolerates before it is
+	// failed (default 6).
+	BackoffLimit *int `json:"backoffLimit,omitempty"`
 	// Strategy is how the scheduler picks among fitting nodes: spread
 	// (default: fewest instances of this app, then most free resources) or
 	// binpack (least free resources).
@@ -70,6 +88,9 @@ type Resources struct {
 	CPU MilliCPU `json:"cpu,omitempty"`
 	// Memory in bytes, written with units such as 64Mi or 1G.
 	Memory ByteSize `json:"memory,omitempty"`
+	// GPUs is a count of whole GPU devices; the scheduler assigns device
+	// indexes (Instance.GPUs) so no two instances share one.
+	GPUs int `json:"gpus,omitempty"`
 }
 
 // PortSpec is one port the app listens on.
@@ -134,25 +155,6 @@ type RestartPolicy struct {
 	InitialDelay Duration `json:"initialDelay,omitempty"`
 	// MaxDelay caps the backoff (default 1m).
 	MaxDelay Duration `json:"maxDelay,omitempty"`
-}
-
-// Constraint operators.
-const (
-	OpEquals    = "equals"
-	OpNotEquals = "notEquals"
-	OpIn        = "in"
-)
-
-// Constraint restricts placement by a node label.
-type Constraint struct {
-	// Label is the node label's key.
-	Label string `json:"label"`
-	// Op is equals, notEquals or in.
-	Op string `json:"op"`
-	// Value is compared for equals and notEquals.
-	Value string `json:"value,omitempty"`
-	// Values is the set for in.
-	Values []string `json:"values,omitempty"`
 }
 
 // Placement strategies.
@@ -235,6 +237,8 @@ type AppStatus struct {
 	// Message explains why the app is not converged (scheduler refusal,
 	// driver error), when known.
 	Message string `json:"message,omitempty"`
+	// Job is the progress of a batch app (see BatchProgress).
+	Job *JobStatus `json:"job,omitempty"`
 }
 
 // FailingThreshold is how many consecutive failures of one instance make

@@ -47,6 +47,16 @@ type Instance struct {
 	Resources Resources `json:"resources"`
 	// HostPorts maps port name to the host port reserved on Node.
 	HostPorts map[string]int `json:"hostPorts,omitempty"`
+	// GPUs are the device indexes reserved on Node (Resources.GPUs of
+	// them); the driver exposes only these devices.
+	GPUs []int `json:"gpus,omitempty"`
+	// TargetNode pins the instance to one node (system apps); the
+	// scheduler considers no other.
+	TargetNode string `json:"targetNode,omitempty"`
+	// Outcome is set by the deployment controller when an instance of a
+	// batch app finished: succeeded or failed. It keeps the record so the
+	// job's progress survives the workload's removal.
+	Outcome string `json:"outcome,omitempty"`
 	// PlacementMessage says why the scheduler could not place it.
 	PlacementMessage string         `json:"placementMessage,omitempty"`
 	Status           InstanceStatus `json:"status"`
@@ -72,6 +82,12 @@ type InstanceStatus struct {
 	StartedAt     *time.Time `json:"startedAt,omitempty"`
 	UpdatedAt     time.Time  `json:"updatedAt"`
 }
+
+// Batch outcomes (Instance.Outcome).
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+)
 
 // Active reports whether the instance is meant to run.
 func (i *Instance) Active() bool { return i.Desired == DesiredRun }

@@ -15,6 +15,18 @@ type Node struct {
 	Hostname string            `json:"hostname"`
 	Address  string            `json:"address,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
+	// Region and Zone locate the node; the agent takes them from its
+	// labels berth.region and berth.zone. Constraints, spread and
+	// affinity use them as fields "region" and "zone".
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	// Arch (GOARCH names: amd64, arm64), OS (linux) and Kernel (uname -r)
+	// are fingerprinted by the agent.
+	Arch   string `json:"arch,omitempty"`
+	OS     string `json:"os,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+	// GPUs lists the node's GPU devices; Capacity.GPUs counts them.
+	GPUs []GPU `json:"gpus,omitempty"`
 	// Capacity is what the node offers to instances.
 	Capacity Resources `json:"capacity"`
 	// Drivers lists the drivers that work on this node.
@@ -33,6 +45,33 @@ type Node struct {
 	Cordoned      bool      `json:"cordoned,omitempty"`
 	Version       string    `json:"version,omitempty"`
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
+}
+
+// GPU is one GPU device of a node.
+type GPU struct {
+	// Index is the device index (nvidia-smi's index, CUDA_VISIBLE_DEVICES).
+	Index int `json:"index"`
+	// Name is the model, e.g. "NVIDIA A100-SXM4-40GB".
+	Name string `json:"name,omitempty"`
+	// Memory is the device memory.
+	Memory ByteSize `json:"memory,omitempty"`
+}
+
+// GPUIndexes returns the device indexes instances can be given: those of
+// GPUs, or 0..Capacity.GPUs-1 when the node lists no devices.
+func (n *Node) GPUIndexes() []int {
+	if len(n.GPUs) > 0 {
+		out := make([]int, len(n.GPUs))
+		for i, g := range n.GPUs {
+			out[i] = g.Index
+		}
+		return out
+	}
+	out := make([]int, n.Capacity.GPUs)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // DefaultPortRange is where assigned host ports come from.

@@ -122,6 +122,7 @@ func (s *AppSpec) Normalize() {
 	if s.Strategy == "" {
 		s.Strategy = StrategySpread
 	}
+	s.normalizeJob()
 	if s.StopGracePeriod.Duration == 0 {
 		s.StopGracePeriod = D(DefaultStopGracePeriod)
 	}
@@ -174,6 +175,9 @@ func (s *AppSpec) Normalize() {
 	}
 	if len(s.Constraints) == 0 {
 		s.Constraints = nil
+	}
+	if len(s.Affinity) == 0 {
+		s.Affinity = nil
 	}
 	if len(s.Env) == 0 {
 		s.Env = nil

@@ -54,6 +54,8 @@ func (s *AppSpec) Validate() *ValidationError {
 	v.restart(s.Restart)
 	v.labels(s.Labels)
 	v.constraints(s.Constraints)
+	v.placement(s)
+	v.job(s)
 	v.runtime(s)
 	if s.Strategy != "" && s.Strategy != StrategySpread && s.Strategy != StrategyBinpack {
 		v.add("strategy", "must be spread or binpack, got %q", s.Strategy)
@@ -106,6 +108,9 @@ func (v *validator) env(env map[string]string) {
 }
 
 func (v *validator) resources(r Resources) {
+	if r.GPUs < 0 || r.GPUs > maxGPUs {
+		v.add("resources.gpus", "must be between 0 and %d, got %d", maxGPUs, r.GPUs)
+	}
 	if r.CPU < 0 || r.CPU > maxCPU {
 		v.add("resources.cpu", "must be between 0 and %s cores", maxCPU)
 	}
@@ -238,33 +243,6 @@ func (v *validator) labels(labels map[string]string) {
 			v.add(f, "key must be 1-253 characters of letters, digits, '.', '_', '/' and '-'")
 		case strings.HasPrefix(k, "berth."):
 			v.add(f, "keys starting with \"berth.\" are reserved for berth")
-		}
-	}
-}
-
-func (v *validator) constraints(cs []Constraint) {
-	for i, c := range cs {
-		f := fmt.Sprintf("constraints[%d]", i)
-		if c.Label == "" {
-			v.add(f+".label", "is required")
-		}
-		switch c.Op {
-		case OpEquals, OpNotEquals:
-			if c.Value == "" {
-				v.add(f+".value", "is required for %s", c.Op)
-			}
-			if len(c.Values) > 0 {
-				v.add(f+".values", "is only for op in; use value with %s", c.Op)
-			}
-		case OpIn:
-			if len(c.Values) == 0 {
-				v.add(f+".values", "must list at least one value for op in")
-			}
-			if c.Value != "" {
-				v.add(f+".value", "is not used with op in; use values")
-			}
-		default:
-			v.add(f+".op", "must be equals, notEquals or in, got %q", c.Op)
 		}
 	}
 }

@@ -2,43 +2,63 @@
 // snapshot of nodes and instances plus the instances to place and returns a
 // Plan. No I/O, no clock, no randomness. The plan is committed elsewhere
 // (controller/placement) with optimistic concurrency.
+//
+// A placement runs filters (plugins.go: static ones that depend only on the
+// node and the ask's spec, shared by every ask with the same spec in one
+// call; dynamic ones that depend on what is reserved), then scorers. The
+// instances of the snapshot are indexed per app and node once per call
+// (index.go), so the cost of one ask is O(nodes), not O(nodes × instances).
 package scheduler
 
 import (
-	"fmt"
-	"sort"
-	"strings"
-
 	"github.com/berth-dev/berth/internal/model"
 )
 
 // Ask is one instance to place.
 type Ask struct {
-	InstanceID  string
-	Namespace   string
-	App         string
-	Resources   model.Resources
-	Ports       []model.PortSpec
+	InstanceID string
+	Namespace  string
+	App        string
+	Resources  model.Resources
+	Ports      []model.PortSpec
+	// Constraints restrict nodes by attribute or label (model.Constraint).
 	Constraints []model.Constraint
-	Driver      string
+	// Spread prefers the least used values of an attribute.
+	Spread *model.Spread
+	// Affinity places near or away from other apps.
+	Affinity []model.Affinity
+	Driver   string
 	// Runtime is the OCI runtime a driver oci app asks for; empty means
 	// any node's default.
 	Runtime  string
 	Strategy string
+	// Node pins the ask to one node (system apps); empty means any.
+	Node string
+}
+
+// AskFor builds the ask of an instance from its revision's spec.
+func AskFor(spec *model.AppSpec, in *model.Instance) Ask {
+	return Ask{InstanceID: in.ID, Namespace: in.Namespace, App: in.App,
+		Resources: in.Resources, Ports: spec.Ports, Constraints: spec.Constraints,
+		Spread: spec.Spread, Affinity: spec.Affinity, Driver: spec.Driver,
+		Runtime: spec.Runtime, Strategy: spec.Strategy, Node: in.TargetNode}
 }
 
 // Snapshot is the cluster state a plan is computed from. Instances that
-// have a Node and are not Terminal hold resources and host ports there.
+// have a Node and are not Terminal hold resources, host ports and GPUs
+// there, and count for constraints, spread and affinity.
 type Snapshot struct {
 	Nodes     []model.Node
 	Instances []model.Instance
 }
 
-// Placement puts one instance on a node with its host ports.
+// Placement puts one instance on a node with its host ports and GPU
+// device indexes.
 type Placement struct {
 	InstanceID string
 	Node       string
 	HostPorts  map[string]int
+	GPUs       []int
 }
 
 // Failure says why an instance could not be placed, e.g.
@@ -55,13 +75,14 @@ type Plan struct {
 }
 
 // Schedule places asks in order onto snap's nodes; placements made earlier
-// in the same call count against capacity for later asks.
+// in the same call count against capacity, constraints, spread and
+// affinity for later asks.
 func Schedule(snap Snapshot, asks []Ask) Plan {
-	states := newStates(snap)
+	s := newScheduler(snap)
 	var plan Plan
 	for i := range asks {
 		a := &asks[i]
-		p, reason := place(states, a)
+		p, reason := s.place(a)
 		if reason != "" {
 			plan.Failures = append(plan.Failures, Failure{InstanceID: a.InstanceID, Reason: reason})
 			continue
@@ -71,66 +92,61 @@ func Schedule(snap Snapshot, asks []Ask) Plan {
 	return plan
 }
 
-// place picks the best fitting node for one ask and reserves it there.
-func place(states []*nodeState, a *Ask) (Placement, string) {
-	var fit []*nodeState
-	reasons := map[string]int{}
-	for _, n := range states {
-		if reason := check(n, a); reason != "" {
-			reasons[reason]++
-			continue
-		}
-		fit = append(fit, n)
-	}
-	if len(fit) == 0 {
-		return Placement{}, explain(len(states), reasons)
-	}
-	scorer := scorerFor(a.Strategy)
-	best := fit[0]
-	bestScore := scorer(best, a)
-	for _, n := range fit[1:] {
-		if s := scorer(n, a); s > bestScore { // ties keep the earlier (name order)
-			best, bestScore = n, s
-		}
-	}
-	ports := best.assignPorts(a.Ports)
-	best.reserve(a, ports)
-	return Placement{InstanceID: a.InstanceID, Node: best.node.Name, HostPorts: ports}, ""
-}
-
-// check runs every filter; it returns the first refusal.
-func check(n *nodeState, a *Ask) string {
-	for _, f := range filters {
-		if reason := f(n, a); reason != "" {
-			return reason
+// MatchesNode reports why node n can never run a, regardless of what runs
+// there or whether it is ready ("" when it can): driver, runtime, GPU
+// count and the constraints that depend only on the node. The deployment
+// controller uses it to pick the nodes of a system app.
+func MatchesNode(n *model.Node, a *Ask) string {
+	st := &nodeState{node: *n}
+	c := &call{regex: map[string]regexpResult{}}
+	for _, f := range staticFilters[1:] { // all but nodeReady
+		if r := f(c, st, a); r != "" {
+			return r
 		}
 	}
 	return ""
 }
 
-// explain aggregates refusals like "0/3 nodes fit: 2 insufficient memory
-// (need 512Mi, free 200Mi), 1 node cordoned".
-func explain(total int, reasons map[string]int) string {
-	if total == 0 {
-		return "0/0 nodes fit: no nodes registered"
-	}
-	keys := make([]string, 0, len(reasons))
-	for r := range reasons {
-		keys = append(keys, r)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if reasons[keys[i]] != reasons[keys[j]] {
-			return reasons[keys[i]] > reasons[keys[j]]
+// place picks the best fitting node for one ask and reserves it there.
+func (s *scheduler) place(a *Ask) (Placement, string) {
+	static := s.staticReasons(a)
+	pc := s.prepare(a)
+	refused := refusals{s: s}
+	candidates := s.nodes
+	if a.Node != "" {
+		n, ok := s.byName[a.Node]
+		if !ok {
+			return Placement{}, "0/1 nodes fit: node " + a.Node + " is not registered"
 		}
-		return keys[i] < keys[j]
-	})
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		if total == 1 {
-			parts[i] = k
-		} else {
-			parts[i] = fmt.Sprintf("%d %s", reasons[k], k)
+		candidates = []*nodeState{n}
+	}
+	fit := s.fitBuf[:0]
+	for _, n := range candidates {
+		if r := static[n.idx]; r != "" {
+			refused.add(n, r)
+			continue
+		}
+		if r := pc.dynamic(n); r != "" {
+			refused.add(n, r)
+			continue
+		}
+		fit = append(fit, n)
+	}
+	fit = pc.groupBy(fit, &refused)
+	s.fitBuf = fit
+	if len(fit) == 0 {
+		return Placement{}, refused.explain(len(candidates))
+	}
+	best := fit[0]
+	bestScore := pc.score(best)
+	for _, n := range fit[1:] {
+		if sc := pc.score(n); sc.better(bestScore) { // ties keep the earlier (name order)
+			best, bestScore = n, sc
 		}
 	}
-	return fmt.Sprintf("0/%d nodes fit: %s", total, strings.Join(parts, ", "))
+	ports := best.assignPorts(a.Ports)
+	gpus := best.takeGPUs(a.Resources.GPUs)
+	best.reserve(a, ports)
+	pc.self.add(best)
+	return Placement{InstanceID: a.InstanceID, Node: best.node.Name, HostPorts: ports, GPUs: gpus}, ""
 }

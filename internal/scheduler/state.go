@@ -6,9 +6,32 @@ import (
 	"github.com/berth-dev/berth/internal/model"
 )
 
+// scheduler is the state of one Schedule call.
+type scheduler struct {
+	nodes  []*nodeState // sorted by name; nodeState.idx is the position
+	byName map[string]*nodeState
+	// placed lists the node of every resource-holding instance, per app
+	// ("namespace/app"); apps turns it into an index on first use.
+	placed map[string][]int32
+	apps   map[string]*appIndex
+	// static caches the static filters' refusal per node, by ask
+	// signature (staticKey).
+	static map[string][]string
+	call   *call
+	fitBuf []*nodeState
+	// classes dedupes node classes by signature (explain.go).
+	classes map[string]*nodeClass
+}
+
+// call holds per-call caches shared by the filters.
+type call struct {
+	regex map[string]regexpResult
+}
+
 // nodeState is a node with what is already reserved on it.
 type nodeState struct {
 	node    model.Node
+	idx     int
 	usedCPU model.MilliCPU
 	usedMem model.ByteSize
 	// ports are host port numbers in use (for any protocol: a port is
@@ -16,37 +39,48 @@ type nodeState struct {
 	ports map[int]bool
 	// usedInRange counts ports of the node's range in use.
 	usedInRange int
-	// apps counts instances per namespace/app, for spreading.
-	apps map[string]int
+	// freeGPUs are the device indexes not reserved, ascending.
+	freeGPUs []int
+	// class is the node's attribute signature, computed on first refusal.
+	class *nodeClass
 }
 
-func newStates(snap Snapshot) []*nodeState {
-	byName := map[string]*nodeState{}
-	states := make([]*nodeState, 0, len(snap.Nodes))
+func newScheduler(snap Snapshot) *scheduler {
+	s := &scheduler{byName: make(map[string]*nodeState, len(snap.Nodes)), placed: map[string][]int32{},
+		apps: map[string]*appIndex{}, static: map[string][]string{},
+		call: &call{regex: map[string]regexpResult{}}}
+	s.nodes = make([]*nodeState, 0, len(snap.Nodes))
 	for _, n := range snap.Nodes {
-		s := &nodeState{node: n, ports: map[int]bool{}, apps: map[string]int{}}
+		st := &nodeState{node: n, ports: map[int]bool{}, freeGPUs: n.GPUIndexes()}
 		for _, p := range n.PortsInUse {
-			s.usePort(p)
+			st.usePort(p)
 		}
-		byName[n.Name] = s
-		states = append(states, s)
+		s.byName[n.Name] = st
+		s.nodes = append(s.nodes, st)
 	}
-	sort.Slice(states, func(i, j int) bool { return states[i].node.Name < states[j].node.Name })
+	sort.Slice(s.nodes, func(i, j int) bool { return s.nodes[i].node.Name < s.nodes[j].node.Name })
+	for i, n := range s.nodes {
+		n.idx = i
+	}
 	for i := range snap.Instances {
 		in := &snap.Instances[i]
-		s, ok := byName[in.Node]
+		st, ok := s.byName[in.Node]
 		if !ok || in.Terminal() {
 			continue
 		}
-		s.usedCPU += in.Resources.CPU
-		s.usedMem += in.Resources.Memory
+		st.usedCPU += in.Resources.CPU
+		st.usedMem += in.Resources.Memory
 		for _, p := range in.HostPorts {
-			s.usePort(p)
+			st.usePort(p)
 		}
-		s.apps[in.Namespace+"/"+in.App]++
+		st.holdGPUs(in.GPUs, in.Resources.GPUs)
+		k := appKey(in.Namespace, in.App)
+		s.placed[k] = append(s.placed[k], int32(st.idx))
 	}
-	return states
+	return s
 }
+
+func appKey(ns, app string) string { return ns + "/" + app }
 
 func (s *nodeState) usePort(p int) {
 	if s.ports[p] {
@@ -67,6 +101,34 @@ func (s *nodeState) portRange() (int, int) {
 		r = model.DefaultPortRange
 	}
 	return r[0], r[1]
+}
+
+// holdGPUs removes an existing instance's devices from the free list; an
+// instance that asked for more GPUs than it lists holds the lowest free
+// ones too, so counts stay right for records written before indexes.
+func (s *nodeState) holdGPUs(indexes []int, count int) {
+	for _, g := range indexes {
+		for i, f := range s.freeGPUs {
+			if f == g {
+				s.freeGPUs = append(s.freeGPUs[:i:i], s.freeGPUs[i+1:]...)
+				break
+			}
+		}
+	}
+	if extra := min(count-len(indexes), len(s.freeGPUs)); extra > 0 {
+		s.freeGPUs = s.freeGPUs[extra:]
+	}
+}
+
+// takeGPUs reserves the k lowest free device indexes; check has verified
+// that there are enough.
+func (s *nodeState) takeGPUs(k int) []int {
+	if k <= 0 {
+		return nil
+	}
+	out := append([]int(nil), s.freeGPUs[:k]...)
+	s.freeGPUs = s.freeGPUs[k:]
+	return out
 }
 
 // assignPorts gives every port its fixed host port or the lowest free one
@@ -104,12 +166,12 @@ func (s *nodeState) freePortCount() int {
 	return hi - lo + 1 - s.usedInRange
 }
 
-// reserve books an ask's resources and ports on the node.
+// reserve books an ask's resources and ports on the node (GPUs are taken
+// by takeGPUs).
 func (s *nodeState) reserve(a *Ask, ports map[string]int) {
 	s.usedCPU += a.Resources.CPU
 	s.usedMem += a.Resources.Memory
 	for _, p := range a.Ports {
 		s.usePort(ports[p.Name])
 	}
-	s.apps[a.Namespace+"/"+a.App]++
 }

@@ -3,13 +3,15 @@
 // commits it in one transaction guarded by optimistic concurrency: every
 // placed instance's ModRev and every target node's placement key must be
 // unchanged since the snapshot, so a stale plan can never overcommit a
-// node. It owns Instance.Node, Instance.HostPorts and PlacementMessage.
+// node. It owns Instance.Node, Instance.HostPorts, Instance.GPUs and
+// PlacementMessage.
 package placement
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -93,9 +95,7 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		byID[o.Value.ID] = o
-		asks = append(asks, scheduler.Ask{InstanceID: o.Value.ID, Namespace: o.Value.Namespace, App: o.Value.App,
-			Resources: o.Value.Resources, Ports: spec.Ports, Constraints: spec.Constraints,
-			Driver: spec.Driver, Runtime: spec.Runtime, Strategy: spec.Strategy})
+		asks = append(asks, scheduler.AskFor(spec, &o.Value))
 	}
 	plan := scheduler.Schedule(snap, asks)
 	if err := c.commit(ctx, plan, byID, placeRev); err != nil {
@@ -134,7 +134,7 @@ func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[s
 	for _, p := range plan.Placements {
 		o := byID[p.InstanceID]
 		in := o.Value
-		in.Node, in.HostPorts, in.PlacementMessage = p.Node, p.HostPorts, ""
+		in.Node, in.HostPorts, in.GPUs, in.PlacementMessage = p.Node, p.HostPorts, p.GPUs, ""
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
@@ -154,7 +154,7 @@ func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[s
 		return err
 	}
 	for i := range placed {
-		c.o.Events.Normal(ctx, &placed[i], "Scheduled", "placed on node %s%s", placed[i].Node, hostPortsSuffix(placed[i].HostPorts))
+		c.o.Events.Normal(ctx, &placed[i], "Scheduled", "placed on node %s%s%s", placed[i].Node, hostPortsSuffix(placed[i].HostPorts), gpusSuffix(placed[i].GPUs))
 	}
 	return nil
 }
@@ -164,6 +164,13 @@ func hostPortsSuffix(ports map[string]int) string {
 		return ""
 	}
 	return " with host ports " + model.FormatHostPorts(ports)
+}
+
+func gpusSuffix(gpus []int) string {
+	if len(gpus) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" with gpus %v", gpus)
 }
 
 // refuse records why an instance could not be placed, once per distinct

@@ -1,0 +1,122 @@
+package model
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseSchedulingSpec(t *testing.T) {
+	const doc = `
+name: web
+image: nginx
+resources: {cpu: 1, memory: 256Mi, gpus: 2}
+constraints:
+  - {field: zone, op: GROUP_BY}
+  - {field: hostname, op: UNIQUE}
+  - {field: "label:disk", op: LIKE, value: "ssd|nvme"}
+  - {field: zone, op: MAX_PER, value: "3"}
+  - {label: tier, op: equals, value: gold}
+spread: {field: zone}
+affinity:
+  - {app: db, field: zone}
+  - {app: web, anti: true, required: true}
+`
+	s, err := ParseSpec([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Normalize()
+	if verr := s.Validate(); verr != nil {
+		t.Fatal(verr)
+	}
+	if s.Resources.GPUs != 2 || s.Spread.Field != "zone" || len(s.Affinity) != 2 || s.Constraints[2].Target() != "label:disk" ||
+		s.Constraints[4].Target() != "label:tier" {
+		t.Fatalf("decoded %+v", s)
+	}
+}
+
+func TestValidateScheduling(t *testing.T) {
+	n := func(i int) *int { return &i }
+	cases := []struct {
+		name   string
+		mutate func(*AppSpec)
+		field  string
+		msg    string
+	}{
+		{"bad regex", func(s *AppSpec) {
+			s.Constraints = []Constraint{{Field: "zone", Op: OpUnique}, {Field: "disk", Op: OpLike, Value: "ssd("}}
+		}, "constraints[1].value", "not a valid regular expression"},
+		{"unknown op", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "zone", Op: "unique"}} }, "constraints[0].op", "UNIQUE"},
+		{"field and label", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "zone", Label: "zone", Op: OpUnique}} }, "constraints[0].field", "not both"},
+		{"no field", func(s *AppSpec) { s.Constraints = []Constraint{{Op: OpUnique}} }, "constraints[0].field", "is required"},
+		{"bad field", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "label:", Op: OpUnique}} }, "constraints[0].field", "label key"},
+		{"MAX_PER count", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "zone", Op: OpMaxPer, Value: "x"}} }, "constraints[0].value", "MAX_PER"},
+		{"MAX_PER zero", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "zone", Op: OpMaxPer, Value: "0"}} }, "constraints[0].value", ">= 1"},
+		{"GROUP_BY count", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "zone", Op: OpGroupBy, Value: "-1"}} }, "constraints[0].value", "groups"},
+		{"UNIQUE value", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "zone", Op: OpUnique, Value: "a"}} }, "constraints[0].value", "not used"},
+		{"IS value", func(s *AppSpec) { s.Constraints = []Constraint{{Field: "zone", Op: OpIs}} }, "constraints[0].value", "required"},
+		{"spread field", func(s *AppSpec) { s.Spread = &Spread{} }, "spread.field", "required"},
+		{"affinity app", func(s *AppSpec) { s.Affinity = []Affinity{{App: "DB"}} }, "affinity[0].app", "lowercase"},
+		{"affinity field", func(s *AppSpec) { s.Affinity = []Affinity{{App: "db", Field: "a b"}} }, "affinity[0].field", "label key"},
+		{"gpus", func(s *AppSpec) { s.Resources.GPUs = -1 }, "resources.gpus", "between 0 and 64"},
+		{"type", func(s *AppSpec) { s.Type = "cron" }, "type", "service, system or batch"},
+		{"system instances", func(s *AppSpec) { s.Type = TypeSystem; s.Instances = n(3) }, "instances", "every ready node"},
+		{"batch instances", func(s *AppSpec) { s.Type = TypeBatch; s.Instances = n(3) }, "instances", "completions"},
+		{"batch restart always", func(s *AppSpec) { s.Type = TypeBatch; s.Restart = &RestartPolicy{Policy: RestartAlways} }, "restart.policy", "never or on-failure"},
+		{"batch completions", func(s *AppSpec) { s.Type = TypeBatch; s.Completions = n(0) }, "completions", "between 1"},
+		{"batch backoff", func(s *AppSpec) { s.Type = TypeBatch; s.BackoffLimit = n(-1) }, "backoffLimit", "between 0"},
+		{"completions on a service", func(s *AppSpec) { s.Parallelism = n(2) }, "parallelism", "only used with type batch"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := valid()
+			s.Instances = nil
+			s.Restart = nil
+			tc.mutate(&s)
+			verr := s.Validate()
+			if verr == nil {
+				t.Fatal("accepted")
+			}
+			for _, f := range verr.Errors {
+				if f.Field == tc.field && strings.Contains(f.Message, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("errors %+v do not name %q with %q", verr.Errors, tc.field, tc.msg)
+		})
+	}
+}
+
+func TestNormalizeJob(t *testing.T) {
+	s := valid()
+	s.Instances = nil
+	s.Restart = nil
+	s.Type = TypeBatch
+	s.Normalize()
+	if s.BatchCompletions() != 1 || *s.Parallelism != 1 || *s.BackoffLimit != DefaultBackoffLimit || s.Restart.Policy != RestartNever {
+		t.Fatalf("batch defaults: %+v %+v", s, s.Restart)
+	}
+	if verr := s.Validate(); verr != nil {
+		t.Fatal(verr)
+	}
+	svc := valid()
+	svc.Type = TypeService
+	svc.Normalize()
+	plain := valid()
+	plain.Normalize()
+	if TemplateHash(svc) != TemplateHash(plain) {
+		t.Fatal("type service and no type hash differently")
+	}
+}
+
+func TestNodeAttribute(t *testing.T) {
+	n := Node{Name: "n1", Zone: "a", Labels: map[string]string{"berth.region": "eu", "arch": "arm64", "disk": "ssd", "zone": "z"}}
+	for field, want := range map[string]string{"hostname": "n1", "zone": "a", "region": "eu", "arch": "arm64", "disk": "ssd", "label:zone": "z"} {
+		if v, ok := n.Attribute(field); !ok || v != want {
+			t.Errorf("%s = %q, %v; want %q", field, v, ok, want)
+		}
+	}
+	if _, ok := n.Attribute("os"); ok {
+		t.Error("os should be missing")
+	}
+}
