@@ -18,7 +18,7 @@ var testLabels = map[string]string{"berth.test": "1"}
 
 // newTestDriver returns a driver for runtime name over a fresh state dir,
 // removing every workload it made at cleanup.
-func newTestDriver(t *testing.T, name string) *Driver {
+func newTestDriver(t testing.TB, name string) *Driver {
 	t.Helper()
 	path := requireRuntime(t, name)
 	d, err := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{name: path},
@@ -34,7 +34,7 @@ func newTestDriver(t *testing.T, name string) *Driver {
 }
 
 // removeAll removes every workload of d.
-func removeAll(t *testing.T, d *Driver) {
+func removeAll(t testing.TB, d *Driver) {
 	list, err := d.List(context.Background())
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
@@ -48,7 +48,7 @@ func removeAll(t *testing.T, d *Driver) {
 
 // unmountUnder detaches every mount below dir (runsc keeps a null
 // network namespace bind-mounted in its root).
-func unmountUnder(t *testing.T, dir string) {
+func unmountUnder(t testing.TB, dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Error(err)

@@ -61,7 +61,7 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 		err = d.save(r)
 	}
 	if err == nil {
-		err = d.launch(ctx, rt, id)
+		err = d.launch(ctx, rt, id, false)
 	}
 	if err != nil {
 		if rerr := d.remove(context.WithoutCancel(ctx), id); rerr != nil {
@@ -126,8 +126,9 @@ func (d *Driver) prepare(ctx context.Context, r *record) error {
 
 // launch runs the bundle in the foreground of the runtime under a shim
 // and waits until the container exists (the runtime wrote its pid file)
-// or the runtime gave up.
-func (d *Driver) launch(ctx context.Context, rt *runtime, id string) error {
+// or the runtime gave up. again says the runtime may still know a
+// container of this ID from an earlier run.
+func (d *Driver) launch(ctx context.Context, rt *runtime, id string, again bool) error {
 	if rt.name == Crun {
 		if err := ensureHybridCgroups(); err != nil {
 			return err
@@ -135,9 +136,11 @@ func (d *Driver) launch(ctx context.Context, rt *runtime, id string) error {
 	}
 	bundle := filepath.Join(d.dir(id), bundleDir)
 	pid := filepath.Join(d.dir(id), pidFile)
-	// A container of this ID the runtime still knows (its runtime was
-	// killed) would make run fail.
-	_ = rt.delete(ctx, id)
+	if again {
+		// A container of this ID the runtime still knows (its runtime
+		// was killed) would make run fail.
+		_ = rt.delete(ctx, id)
+	}
 	if err := os.Remove(pid); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("oci: %w", err)
 	}
@@ -209,7 +212,7 @@ func (d *Driver) Restart(ctx context.Context, id string) error {
 	if err := d.save(r); err != nil {
 		return err
 	}
-	return d.launch(ctx, rt, id)
+	return d.launch(ctx, rt, id, true)
 }
 
 // Stop implements driver.Driver: SIGTERM to the container's init, SIGKILL

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/driver/shim"
 	"github.com/berth-dev/berth/internal/rootfs"
+	"golang.org/x/sys/unix"
 )
 
 // testImage is the only image busyboxProvider knows.
@@ -87,14 +88,21 @@ func buildBusybox(root string) error {
 }
 
 // busyboxProvider is a rootfs.Provider with one image, testImage: each
-// workload gets its own copy of testBase.
+// workload gets an overlay mount of testBase with its own upper layer.
 type busyboxProvider struct {
 	dir string
 	mu  sync.Mutex
 }
 
-func newBusyboxProvider(t *testing.T) *busyboxProvider {
-	return &busyboxProvider{dir: t.TempDir()}
+func newBusyboxProvider(t testing.TB) *busyboxProvider {
+	p := &busyboxProvider{dir: t.TempDir()}
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(p.dir)
+		for _, e := range entries {
+			_ = p.Release(context.Background(), e.Name())
+		}
+	})
+	return p
 }
 
 // Prepare implements rootfs.Provider.
@@ -104,20 +112,34 @@ func (p *busyboxProvider) Prepare(ctx context.Context, ref, id string) (rootfs.M
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	dst := filepath.Join(p.dir, id)
+	dir := filepath.Join(p.dir, id)
+	merged := filepath.Join(dir, "merged")
 	cfg := rootfs.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin"}}
-	if _, err := os.Stat(dst); err == nil {
-		return rootfs.Mount{Path: dst, Config: cfg}, nil
+	if _, err := os.Stat(filepath.Join(merged, "bin")); err == nil {
+		return rootfs.Mount{Path: merged, Config: cfg}, nil
 	}
-	if out, err := exec.CommandContext(ctx, "cp", "-a", testBase, dst).CombinedOutput(); err != nil {
-		return rootfs.Mount{}, fmt.Errorf("copy rootfs: %v: %s", err, out)
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return rootfs.Mount{}, err
+		}
 	}
-	return rootfs.Mount{Path: dst, Config: cfg}, nil
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", testBase, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		os.RemoveAll(dir)
+		return rootfs.Mount{}, fmt.Errorf("mount overlay: %w", err)
+	}
+	return rootfs.Mount{Path: merged, Config: cfg}, nil
 }
 
 // Release implements rootfs.Provider.
 func (p *busyboxProvider) Release(ctx context.Context, id string) error {
-	return os.RemoveAll(filepath.Join(p.dir, id))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir := filepath.Join(p.dir, id)
+	if err := unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+		return fmt.Errorf("unmount %s: %w", id, err)
+	}
+	return os.RemoveAll(dir)
 }
 
 // cgroupParents are the /berth cgroups of each hierarchy that did not

@@ -25,7 +25,7 @@ var runscBuild struct {
 // under CI=true) when it is not installed. runsc is looked up in
 // $BERTH_RUNSC, PATH and scripts/runsc.sh's cache, and built into that
 // cache with `go install` when it is nowhere.
-func requireRuntime(t *testing.T, name string) string {
+func requireRuntime(t testing.TB, name string) string {
 	t.Helper()
 	var p string
 	var err error
