@@ -162,7 +162,10 @@ func runShim(dir string) int {
 	select {
 	case <-copied:
 	case <-time.After(drainGrace):
-		// Something the workload left behind holds the pipe open.
+		// Something the workload left behind holds the pipe open: stop
+		// reading (the copier returns once the read end is closed).
+		outR.Close()
+		<-copied
 	}
 	outR.Close()
 	rec.Running = false

@@ -375,3 +375,26 @@ func TestExec(t *testing.T) {
 		t.Fatalf("cancelled Exec = %d %v", code, err)
 	}
 }
+
+// TestBackgroundHolderDoesNotHoldTheShim: a background process keeping the
+// output pipe open does not stop the exit from being recorded.
+func TestBackgroundHolderDoesNotHoldTheShim(t *testing.T) {
+	dir := tempDir(t)
+	st := launch(t, dir, sh("sleep 600 & echo main-done"))
+	t.Cleanup(func() { syscall.Kill(-st.PID, syscall.SIGKILL) })
+	got := wait(t, dir)
+	if got.ExitCode != 0 || Alive(got.ShimPID) && !waitGone(got.ShimPID) {
+		t.Fatalf("state %+v (shim still alive: %v)", got, Alive(got.ShimPID))
+	}
+	if out := logs(t, dir, driver.LogOptions{}); out != "main-done\n" {
+		t.Fatalf("logs %q", out)
+	}
+}
+
+// waitGone waits (generously) for pid to end.
+func waitGone(pid int) bool {
+	for i := 0; i < 600 && Alive(pid); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return !Alive(pid)
+}
