@@ -1,0 +1,96 @@
+package router
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/berth-dev/berth/internal/router/table"
+)
+
+// metrics are the router's Prometheus metrics, on a registry of its own
+// (several routers in one process, as in tests, do not collide).
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	errors    *prometheus.CounterVec
+	conns     *prometheus.GaugeVec
+	routes    prometheus.Gauge
+	backends  prometheus.Gauge
+	rebuilds  prometheus.Counter
+	tableRev  prometheus.Gauge
+	noTLSCert prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_requests_total",
+		Help: "Requests (and tcp connections, code 200) proxied, by route, upstream and status code."}, []string{"route", "upstream", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_router_request_duration_seconds",
+		Help:    "Time from receiving a request to the end of its response, by route and upstream.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"route", "upstream"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_upstream_errors_total",
+		Help: "Proxy errors by route, upstream and kind: connect (retried when possible), upstream, no_backend, client_gone."}, []string{"route", "upstream", "kind"})
+	m.conns = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_router_active_connections",
+		Help: "Client connections open, by listener (http, https)."}, []string{"listener"})
+	m.routes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_routes", Help: "Routes in the current table."})
+	m.backends = prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_backends", Help: "Ready backends in the current table, over all routes."})
+	m.rebuilds = prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_table_rebuilds_total", Help: "Route tables built from the store."})
+	m.tableRev = prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_table_revision", Help: "Store revision of the current table."})
+	m.noTLSCert = prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_tls_no_certificate_total", Help: "TLS handshakes refused for want of a certificate."})
+	m.reg.MustRegister(m.requests, m.duration, m.errors, m.conns, m.routes, m.backends, m.rebuilds, m.tableRev, m.noTLSCert,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// request records one finished request or tcp connection.
+func (m *metrics) request(route, upstream string, code int, d time.Duration, errKind string) {
+	if upstream == "" {
+		upstream = "none"
+	}
+	m.requests.WithLabelValues(route, upstream, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route, upstream).Observe(d.Seconds())
+	if errKind != "" {
+		m.errors.WithLabelValues(route, upstream, errKind).Inc()
+	}
+}
+
+func (m *metrics) upstreamError(route, upstream, kind string) {
+	m.errors.WithLabelValues(route, upstream, kind).Inc()
+}
+
+func (m *metrics) tlsNoCert() { m.noTLSCert.Inc() }
+
+func (m *metrics) tableInstalled(t *table.Table) {
+	n := 0
+	for _, r := range t.Routes {
+		n += len(r.Backends)
+	}
+	m.routes.Set(float64(len(t.Routes)))
+	m.backends.Set(float64(n))
+	m.rebuilds.Inc()
+	m.tableRev.Set(float64(t.Rev))
+}
+
+// connState counts open client connections of one listener.
+func (m *metrics) connState(listener string) func(net.Conn, http.ConnState) {
+	g := m.conns.WithLabelValues(listener)
+	return func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			g.Inc()
+		case http.StateClosed, http.StateHijacked:
+			g.Dec()
+		}
+	}
+}
