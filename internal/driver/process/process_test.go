@@ -320,3 +320,19 @@ func TestShimDiedThenStop(t *testing.T) {
 		t.Fatalf("after Restart: %+v", st)
 	}
 }
+
+// TestMemoryLimitKills: a workload that allocates past its memory limit
+// (no swap to escape into) is OOM-killed.
+func TestMemoryLimitKills(t *testing.T) {
+	d := newDriver(t, testOptions(t, nil))
+	tk := task(busybox, "sh", "-c", `x=$(`+busybox+` head -c 200000000 /dev/zero | `+busybox+` tr '\0' a); echo survived ${#x}`)
+	tk.MemoryBytes = 32 << 20
+	id := start(t, d, tk)
+	st, err := d.Wait(ctx(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ExitCode != 137 || strings.Contains(logs(t, d, id), "survived") {
+		t.Fatalf("over the memory limit: %+v, logs %q", st, logs(t, d, id))
+	}
+}

@@ -120,6 +120,9 @@ type record struct {
 // returns once the workload has started, or with the reason it could not
 // (then nothing is left running). Launching in a dir whose workload has
 // exited restarts it: the log is appended to and the state replaced.
+// After a shim died its workload may still run, orphaned; Launch does not
+// know about it, so callers kill what is left (e.g. in the workload's
+// cgroup) before launching again.
 func Launch(dir string, spec Spec) (State, error) {
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
 		return State{}, errors.New("shim: no command to run")
