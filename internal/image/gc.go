@@ -117,13 +117,17 @@ type GCResult struct {
 	Evicted []string
 }
 
-// GC deletes blobs and snapshots no stored image references. Then, if
+// GC forgets images without a name that no workload uses, then deletes
+// blobs and snapshots no stored image references. Then, if
 // maxBytes > 0 and the store still holds more than maxBytes (see
 // DiskUsage), it evicts the least recently used images no prepared
 // workload uses until it fits or only images in use are left.
 func (s *Service) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	if err := s.dropUnnamed(); err != nil {
+		return GCResult{}, err
+	}
 	res, err := s.sweep()
 	if err != nil || maxBytes <= 0 {
 		return res, err
@@ -162,6 +166,24 @@ func (s *Service) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
 	res.Snapshots += more.Snapshots
 	res.Evicted = evict
 	return res, err
+}
+
+// dropUnnamed forgets images that lost all their names (a tag moved
+// while a workload used the old image) and are no longer in use.
+func (s *Service) dropUnnamed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	for d := range s.idx.Images {
+		if !s.named(d) && len(s.usersOf(d)) == 0 {
+			delete(s.idx.Images, d)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return s.saveIndex()
 }
 
 // DiskUsage returns the bytes GC accounts for: all blobs plus the

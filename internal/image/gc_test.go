@@ -101,3 +101,43 @@ func hexMust(t *testing.T, digest string) string {
 	}
 	return h
 }
+
+func TestMovedTagLeavesNoDanglingImage(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref, first := reg.PushBusybox(t, "app:1")
+	s := newService(t, Options{})
+	if _, err := s.Pull(bg(), ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(bg(), ref, "old"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Release(bg(), "old") })
+	img, err := registrytest.Whiteout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, second := reg.Push(t, "app:1", img)
+	if _, err := s.Pull(bg(), ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The old image stays while "old" uses it, without a name.
+	list, _ := s.List()
+	if len(list) != 2 {
+		t.Fatalf("images %v", list)
+	}
+	if res, err := s.GC(bg(), 0); err != nil || len(res.Evicted) != 0 {
+		t.Fatalf("GC: %+v %v", res, err)
+	}
+	if err := s.Release(bg(), "old"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.GC(bg(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ = s.List()
+	if len(list) != 1 || list[0].Digest != second || res.Blobs == 0 {
+		t.Errorf("after release and GC: %v (freed %+v); want only %s, not %s", list, res, second, first)
+	}
+}

@@ -190,9 +190,18 @@ func (s *Service) cleanTmp() error {
 	if err != nil {
 		return fmt.Errorf("image store %s: %w", s.dir, err)
 	}
+	stale := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(s.tmpDir(), e.Name())); err != nil {
-			return fmt.Errorf("image store %s: remove stale %s: %w", s.dir, e.Name(), err)
+		stale = append(stale, filepath.Join(s.tmpDir(), e.Name()))
+	}
+	// Temp files of writeFileAtomic (index.json, containers' meta.json).
+	for _, pattern := range []string{".tmp-*", "containers/*/.tmp-*"} {
+		m, _ := filepath.Glob(filepath.Join(s.dir, pattern))
+		stale = append(stale, m...)
+	}
+	for _, p := range stale {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("image store %s: remove stale %s: %w", s.dir, p, err)
 		}
 	}
 	return nil

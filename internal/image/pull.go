@@ -282,7 +282,13 @@ func (s *Service) store(ctx context.Context, img v1.Image, req storeRequest) (Im
 	defer s.mu.Unlock()
 	s.idx.Images[rec.Digest] = rec
 	for _, n := range req.names {
+		old, had := s.idx.Names[n]
 		s.idx.Names[n] = rec.Digest
+		// A tag that moved leaves its old image without names: forget it
+		// unless a workload uses it (GC frees its data).
+		if had && old != rec.Digest && !s.named(old) && len(s.usersOf(old)) == 0 {
+			delete(s.idx.Images, old)
+		}
 	}
 	if err := s.saveIndex(); err != nil {
 		return Image{}, err
