@@ -110,7 +110,9 @@ func TestHTTPToHTTPSRedirect(t *testing.T) {
 	putInstance(t, st, "s", "s1", 1, hostPort(be))
 	putInstance(t, st, "p", "p1", 1, hostPort(be))
 	r := startRouter(t, st, Options{HTTPSPort: 8443})
-	eventually(t, "routes", func() bool { return backendsOf(r, "secure.test", "/") == "s1" && backendsOf(r, "plain.test", "/") == "p1" })
+	eventually(t, "routes", func() bool {
+		return backendsOf(r, "secure.test", "/") == "s1" && backendsOf(r, "plain.test", "/") == "p1"
+	})
 	c := newClient(t)
 	req, _ := http.NewRequest(http.MethodGet, "http://"+r.Addrs().HTTP+"/a/b?x=1", nil)
 	req.Host = "secure.test"
