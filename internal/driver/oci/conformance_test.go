@@ -16,13 +16,21 @@ import (
 // testLabels mark every test workload.
 var testLabels = map[string]string{"berth.test": "1"}
 
-// newTestDriver returns a driver for runtime name over a fresh state dir,
-// removing every workload it made at cleanup.
+// newTestDriver returns a driver for runtime name over a fresh state dir
+// with the local busybox rootfs and no network, removing every workload it
+// made at cleanup.
 func newTestDriver(t testing.TB, name string) *Driver {
 	t.Helper()
-	path := requireRuntime(t, name)
-	d, err := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{name: path},
-		DefaultRuntime: name, Node: "berth-test-node"})
+	return newDriverWith(t, Options{RootFS: newBusyboxProvider(t), Runtimes: map[string]string{name: requireRuntime(t, name)},
+		DefaultRuntime: name})
+}
+
+// newDriverWith returns a driver with o over a fresh state dir, removing
+// every workload it made (and runsc's namespace mount) at cleanup.
+func newDriverWith(t testing.TB, o Options) *Driver {
+	t.Helper()
+	o.StateDir, o.Node = t.TempDir(), "berth-test-node"
+	d, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +72,31 @@ func unmountUnder(t testing.TB, dir string) {
 	}
 }
 
+// TestConformance runs the suite under each runtime with the real image
+// store pulling from a registry on 127.0.0.1 and a CNI node network on a
+// test bridge.
 func TestConformance(t *testing.T) {
+	images, ref := newTestImages(t)
+	for _, name := range KnownRuntimes {
+		t.Run(name, func(t *testing.T) {
+			d := newDriverWith(t, Options{RootFS: images, Network: newTestNetwork(t),
+				Runtimes: map[string]string{name: requireRuntime(t, name)}, DefaultRuntime: name})
+			drivertest.Run(t, drivertest.Harness{
+				New:      func(*testing.T) driver.Driver { return d },
+				Image:    ref,
+				Programs: drivertest.ShellPrograms,
+				Labels:   testLabels,
+				FreePort: drivertest.FreeTCPPort,
+				Caps:     drivertest.Capabilities{Exec: true, Pull: true, InsideDial: true, PublishedPorts: true},
+			})
+		})
+	}
+}
+
+// TestConformanceNoNetwork runs the suite without a node network (each
+// workload has a namespace with only loopback) on a local busybox rootfs.
+// Under runsc nothing can dial into such a sandbox.
+func TestConformanceNoNetwork(t *testing.T) {
 	for _, name := range KnownRuntimes {
 		t.Run(name, func(t *testing.T) {
 			d := newTestDriver(t, name)
