@@ -73,7 +73,7 @@ func staticConstraints(c *call, n *nodeState, a *Ask) string {
 			}
 			continue
 		}
-		if !c.holds(&n.node, k) {
+		if !c.holds(n.node, k) {
 			want := k.Value
 			if k.Op == model.OpIn {
 				want = fmt.Sprint(k.Values)
@@ -151,62 +151,91 @@ func (s *scheduler) staticReasons(a *Ask) []string {
 }
 
 // askCtx is one ask prepared against the call's state: its dynamic
-// constraints and affinities resolved to indexes.
+// constraints and affinities resolved to interned fields and indexes.
 type askCtx struct {
+	s      *scheduler
 	a      *Ask
 	self   *appIndex
 	counts []countRule
 	groups []groupRule
 	// required are affinity filters; preferred are affinity scores.
 	required, preferred []affinityRule
-	spread              string
+	spread              *fieldIndex
+	hasSpread           bool
 	binpack             bool
 }
 
 // countRule is UNIQUE, MAX_PER or a CLUSTER without a value.
 type countRule struct {
-	field, op string
+	f         *fieldIndex // nil: hostname
+	name, op  string
 	max       int
-	// cluster is the value CLUSTER follows; "" before the first instance.
-	cluster string
+	cluster   int32 // value id CLUSTER follows; -1 before the first instance
+	clusterTo string
 }
 
 // groupRule is GROUP_BY with its optional number of groups.
 type groupRule struct {
-	field  string
+	f      *fieldIndex
+	name   string
 	groups int
 }
 
 // affinityRule is one affinity resolved to the other app's index.
 type affinityRule struct {
 	target   *appIndex
-	name     string
-	field    string
+	app      string
+	f        *fieldIndex
+	where    string
 	anti     bool
 	selfBoot bool // affinity to the app itself with no instance yet
 }
 
+// fieldFor resolves a field; nil stands for hostname (the node itself).
+func (s *scheduler) fieldFor(name string) *fieldIndex {
+	if name == model.FieldHostname {
+		return nil
+	}
+	return s.field(name)
+}
+
 func (s *scheduler) prepare(a *Ask) *askCtx {
-	pc := &askCtx{a: a, self: s.app(a.Namespace, a.App), binpack: a.Strategy == model.StrategyBinpack}
+	pc := &askCtx{s: s, a: a, self: s.app(a.Namespace, a.App), binpack: a.Strategy == model.StrategyBinpack}
 	if a.Spread != nil {
-		pc.spread = a.Spread.Field
+		pc.spread, pc.hasSpread = s.fieldFor(a.Spread.Field), true
 	}
 	for i := range a.Constraints {
 		k := &a.Constraints[i]
-		f := k.Target()
+		f := s.fieldFor(k.Target())
+		name := model.FieldName(k.Target())
 		switch k.Op {
 		case model.OpUnique:
-			pc.counts = append(pc.counts, countRule{field: f, op: k.Op, max: 1})
+			pc.counts = append(pc.counts, countRule{f: f, name: name, op: k.Op, max: 1})
 		case model.OpMaxPer:
 			n, _ := strconv.Atoi(k.Value)
-			pc.counts = append(pc.counts, countRule{field: f, op: k.Op, max: n})
+			pc.counts = append(pc.counts, countRule{f: f, name: name, op: k.Op, max: n})
 		case model.OpCluster:
 			if k.Value == "" {
-				pc.counts = append(pc.counts, countRule{field: f, op: k.Op, cluster: mostCommon(pc.self.values(f))})
+				r := countRule{f: f, name: name, op: k.Op, cluster: -1}
+				if f == nil {
+					r.f = s.field(model.FieldHostname)
+				}
+				if v := pc.self.mostCommon(r.f); v != "" {
+					r.clusterTo = v
+					for id, name := range r.f.names {
+						if id != missing && name == v {
+							r.cluster = int32(id)
+						}
+					}
+				}
+				pc.counts = append(pc.counts, r)
 			}
 		case model.OpGroupBy:
 			n, _ := strconv.Atoi(k.Value)
-			pc.groups = append(pc.groups, groupRule{field: f, groups: n})
+			if f == nil {
+				f = s.field(model.FieldHostname)
+			}
+			pc.groups = append(pc.groups, groupRule{f: f, name: name, groups: n})
 		}
 	}
 	for _, af := range a.Affinity {
@@ -214,7 +243,8 @@ func (s *scheduler) prepare(a *Ask) *askCtx {
 		if ns == "" {
 			ns = a.Namespace
 		}
-		r := affinityRule{target: s.app(ns, af.App), name: af.App, field: af.AffinityField(), anti: af.Anti}
+		r := affinityRule{target: s.app(ns, af.App), app: af.App, f: s.fieldFor(af.AffinityField()),
+			where: where(af.AffinityField()), anti: af.Anti}
 		r.selfBoot = !af.Anti && ns == a.Namespace && af.App == a.App && r.target.total == 0
 		if af.Required {
 			pc.required = append(pc.required, r)
@@ -225,46 +255,33 @@ func (s *scheduler) prepare(a *Ask) *askCtx {
 	return pc
 }
 
-// mostCommon is the value with the most instances (ties: the smallest),
-// or "" when there is none.
-func mostCommon(m map[string]int) string {
-	best, bestN := "", 0
-	for v, n := range m {
-		if n > bestN || (n == bestN && v < best) {
-			best, bestN = v, n
-		}
-	}
-	return best
-}
-
 // dynamic runs the filters that depend on what is reserved.
 func (pc *askCtx) dynamic(n *nodeState) string {
 	for i := range pc.counts {
 		r := &pc.counts[i]
-		name := model.FieldName(r.field)
 		switch r.op {
 		case model.OpUnique:
-			if pc.self.countAt(n, r.field) > 0 {
-				return "UNIQUE " + name + " already used"
+			if pc.self.countAt(n, r.f) > 0 {
+				return "UNIQUE " + r.name + " already used"
 			}
 		case model.OpMaxPer:
-			if pc.self.countAt(n, r.field) >= r.max {
-				return fmt.Sprintf("MAX_PER %s %d reached", name, r.max)
+			if pc.self.countAt(n, r.f) >= r.max {
+				return fmt.Sprintf("MAX_PER %s %d reached", r.name, r.max)
 			}
 		case model.OpCluster:
-			if r.cluster != "" && valueOf(n, r.field) != r.cluster {
-				return fmt.Sprintf("CLUSTER %s: the app runs in %s=%s", name, name, r.cluster)
+			if r.cluster >= 0 && r.f.ids[n.idx] != r.cluster {
+				return fmt.Sprintf("CLUSTER %s: the app runs in %s=%s", r.name, r.name, r.clusterTo)
 			}
 		}
 	}
 	for i := range pc.required {
 		r := &pc.required[i]
-		near := r.target.countAt(n, r.field) > 0
+		near := r.target.countAt(n, r.f) > 0
 		switch {
 		case r.anti && near:
-			return fmt.Sprintf("anti-affinity: %s already %s", r.name, where(r.field))
+			return fmt.Sprintf("anti-affinity: %s already %s", r.app, r.where)
 		case !r.anti && !near && !r.selfBoot:
-			return fmt.Sprintf("affinity: no %s %s", r.name, where(r.field))
+			return fmt.Sprintf("affinity: no %s %s", r.app, r.where)
 		}
 	}
 	return resourcesFit(n, pc.a)
@@ -303,32 +320,33 @@ func resourcesFit(n *nodeState, a *Ask) string {
 // has the fewest instances, so instances spread evenly across values.
 func (pc *askCtx) groupBy(fit []*nodeState, refused *refusals) []*nodeState {
 	for _, g := range pc.groups {
-		counts := pc.self.values(g.field)
-		seen := map[string]bool{}
-		least := -1
+		counts := pc.self.values(g.f)
+		seen := make([]bool, len(g.f.names))
+		distinct, least := 0, int32(-1)
 		for _, n := range fit {
-			v := valueOf(n, g.field)
-			if !seen[v] {
-				seen[v] = true
-				if c := counts[v]; least < 0 || c < least {
+			id := g.f.ids[n.idx]
+			if !seen[id] {
+				seen[id] = true
+				distinct++
+				if c := counts[id]; least < 0 || c < least {
 					least = c
 				}
 			}
 		}
-		waiting := len(seen) < g.groups
+		waiting := distinct < g.groups
 		if waiting {
 			least = 0 // the groups not seen yet have none
 		}
-		name := model.FieldName(g.field)
 		out := fit[:0]
 		for _, n := range fit {
 			switch {
-			case counts[valueOf(n, g.field)] <= least:
+			case counts[g.f.ids[n.idx]] <= least:
 				out = append(out, n)
+			case refused == nil:
 			case waiting:
-				refused.add(n, fmt.Sprintf("GROUP_BY %s: waiting for %d values, %d fit", name, g.groups, len(seen)))
+				refused.add(n, fmt.Sprintf("GROUP_BY %s: waiting for %d values, %d fit", g.name, g.groups, distinct))
 			default:
-				refused.add(n, fmt.Sprintf("GROUP_BY %s: other values have fewer instances", name))
+				refused.add(n, fmt.Sprintf("GROUP_BY %s: other values have fewer instances", g.name))
 			}
 		}
 		fit = out
@@ -359,7 +377,7 @@ func (pc *askCtx) score(n *nodeState) score {
 	var sc score
 	for i := range pc.preferred {
 		r := &pc.preferred[i]
-		if r.target.countAt(n, r.field) > 0 {
+		if r.target.countAt(n, r.f) > 0 {
 			if r.anti {
 				sc.affinity--
 			} else {
@@ -367,7 +385,7 @@ func (pc *askCtx) score(n *nodeState) score {
 			}
 		}
 	}
-	if pc.spread != "" {
+	if pc.hasSpread {
 		sc.spread = -pc.self.countAt(n, pc.spread)
 	}
 	if pc.binpack {
@@ -388,7 +406,7 @@ func freeFraction(n *nodeState, a *Ask) float64 {
 		}
 		return float64(free) / float64(total)
 	}
-	c := frac(int64(n.freeCPU()-a.Resources.CPU), int64(n.node.Capacity.CPU))
-	m := frac(int64(n.freeMem()-a.Resources.Memory), int64(n.node.Capacity.Memory))
+	c := frac(int64(n.freeCPU()-a.Resources.CPU), int64(n.capCPU))
+	m := frac(int64(n.freeMem()-a.Resources.Memory), int64(n.capMem))
 	return (c + m) / 2
 }

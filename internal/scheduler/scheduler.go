@@ -97,7 +97,7 @@ func Schedule(snap Snapshot, asks []Ask) Plan {
 // count and the constraints that depend only on the node. The deployment
 // controller uses it to pick the nodes of a system app.
 func MatchesNode(n *model.Node, a *Ask) string {
-	st := &nodeState{node: *n}
+	st := newNodeState(n)
 	c := &call{regex: map[string]regexpResult{}}
 	for _, f := range staticFilters[1:] { // all but nodeReady
 		if r := f(c, st, a); r != "" {
@@ -111,7 +111,6 @@ func MatchesNode(n *model.Node, a *Ask) string {
 func (s *scheduler) place(a *Ask) (Placement, string) {
 	static := s.staticReasons(a)
 	pc := s.prepare(a)
-	refused := refusals{s: s}
 	candidates := s.nodes
 	if a.Node != "" {
 		n, ok := s.byName[a.Node]
@@ -120,21 +119,12 @@ func (s *scheduler) place(a *Ask) (Placement, string) {
 		}
 		candidates = []*nodeState{n}
 	}
-	fit := s.fitBuf[:0]
-	for _, n := range candidates {
-		if r := static[n.idx]; r != "" {
-			refused.add(n, r)
-			continue
-		}
-		if r := pc.dynamic(n); r != "" {
-			refused.add(n, r)
-			continue
-		}
-		fit = append(fit, n)
-	}
-	fit = pc.groupBy(fit, &refused)
-	s.fitBuf = fit
+	fit := s.filter(candidates, static, pc, nil, s.window(len(candidates), pc))
 	if len(fit) == 0 {
+		// Refusals are only collected when nothing fits: the same scan
+		// again, recording every node's reason.
+		refused := &refusals{s: s}
+		s.filter(candidates, static, pc, refused, 0)
 		return Placement{}, refused.explain(len(candidates))
 	}
 	best := fit[0]
@@ -149,4 +139,54 @@ func (s *scheduler) place(a *Ask) (Placement, string) {
 	best.reserve(a, ports)
 	pc.self.add(best)
 	return Placement{InstanceID: a.InstanceID, Node: best.node.Name, HostPorts: ports, GPUs: gpus}, ""
+}
+
+// Sampling: on a large cluster an ask whose score needs no global view
+// (the default spread strategy, without GROUP_BY, spread or preferred
+// affinity) stops after finding a window of fitting nodes, as
+// Kubernetes' percentageOfNodesToScore does. Each scan starts where the
+// previous one stopped, so asks still cover every node in turn. The
+// window is deterministic: it depends only on the call's inputs.
+const (
+	minWindow        = 100
+	minWindowPercent = 5
+)
+
+// window returns how many fitting nodes are enough for pc, 0 for all.
+func (s *scheduler) window(candidates int, pc *askCtx) int {
+	if candidates <= minWindow || pc.binpack || pc.hasSpread || len(pc.groups) > 0 || len(pc.preferred) > 0 {
+		return 0
+	}
+	pct := max(50-candidates/125, minWindowPercent)
+	return max(candidates*pct/100, minWindow)
+}
+
+// filter returns the candidates that pass every filter, recording the
+// others' reasons in refused when it is not nil. With limit > 0 it
+// stops once limit nodes fit, starting at the call's cursor.
+func (s *scheduler) filter(candidates []*nodeState, static []string, pc *askCtx, refused *refusals, limit int) []*nodeState {
+	fit := s.fitBuf[:0]
+	start := 0
+	if limit > 0 {
+		start = s.cursor % len(candidates)
+	}
+	for i := range candidates {
+		n := candidates[(start+i)%len(candidates)]
+		if limit > 0 && len(fit) == limit {
+			s.cursor = start + i
+			break
+		}
+		r := static[n.idx]
+		if r == "" {
+			r = pc.dynamic(n)
+		}
+		if r == "" {
+			fit = append(fit, n)
+		} else if refused != nil {
+			refused.add(n, r)
+		}
+	}
+	fit = pc.groupBy(fit, refused)
+	s.fitBuf = fit
+	return fit
 }

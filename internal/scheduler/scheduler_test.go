@@ -188,19 +188,3 @@ func TestScheduleIsDeterministic(t *testing.T) {
 		}
 	}
 }
-
-func BenchmarkSchedule1000Nodes100Asks(b *testing.B) {
-	var nodes []model.Node
-	for i := 0; i < 1000; i++ {
-		nodes = append(nodes, node(fmt.Sprintf("n%04d", i), 8000, 16*gi))
-	}
-	var asks []Ask
-	for i := 0; i < 100; i++ {
-		asks = append(asks, ask(fmt.Sprintf("i%d", i), "web", 100, 128*mi,
-			func(a *Ask) { a.Ports = []model.PortSpec{{Name: "http", ContainerPort: 80}} }))
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		Schedule(Snapshot{Nodes: nodes}, asks)
-	}
-}

@@ -19,8 +19,12 @@ type scheduler struct {
 	static map[string][]string
 	call   *call
 	fitBuf []*nodeState
+	// cursor is where the next sampled scan starts (see window).
+	cursor int
 	// classes dedupes node classes by signature (explain.go).
 	classes map[string]*nodeClass
+	// fields interns node attribute values per field (index.go).
+	fields map[string]*fieldIndex
 }
 
 // call holds per-call caches shared by the filters.
@@ -28,17 +32,23 @@ type call struct {
 	regex map[string]regexpResult
 }
 
-// nodeState is a node with what is already reserved on it.
+// nodeState is a node with what is already reserved on it. The fields
+// every ask reads come first, so a scan over thousands of nodes touches
+// one cache line per node.
 type nodeState struct {
-	node    model.Node
 	idx     int
+	capCPU  model.MilliCPU
 	usedCPU model.MilliCPU
+	capMem  model.ByteSize
 	usedMem model.ByteSize
+	// portLo and portHi bound the node's host port range.
+	portLo, portHi int
+	// usedInRange counts ports of the node's range in use.
+	usedInRange int
+	node        *model.Node
 	// ports are host port numbers in use (for any protocol: a port is
 	// reserved whole, which keeps the bookkeeping simple and safe).
 	ports map[int]bool
-	// usedInRange counts ports of the node's range in use.
-	usedInRange int
 	// freeGPUs are the device indexes not reserved, ascending.
 	freeGPUs []int
 	// class is the node's attribute signature, computed on first refusal.
@@ -50,8 +60,9 @@ func newScheduler(snap Snapshot) *scheduler {
 		apps: map[string]*appIndex{}, static: map[string][]string{},
 		call: &call{regex: map[string]regexpResult{}}}
 	s.nodes = make([]*nodeState, 0, len(snap.Nodes))
-	for _, n := range snap.Nodes {
-		st := &nodeState{node: n, ports: map[int]bool{}, freeGPUs: n.GPUIndexes()}
+	for i := range snap.Nodes {
+		n := &snap.Nodes[i]
+		st := newNodeState(n)
 		for _, p := range n.PortsInUse {
 			st.usePort(p)
 		}
@@ -80,6 +91,17 @@ func newScheduler(snap Snapshot) *scheduler {
 	return s
 }
 
+func newNodeState(n *model.Node) *nodeState {
+	st := &nodeState{node: n, capCPU: n.Capacity.CPU, capMem: n.Capacity.Memory,
+		ports: map[int]bool{}, freeGPUs: n.GPUIndexes()}
+	r := n.PortRange
+	if r[0] <= 0 || r[1] < r[0] {
+		r = model.DefaultPortRange
+	}
+	st.portLo, st.portHi = r[0], r[1]
+	return st
+}
+
 func appKey(ns, app string) string { return ns + "/" + app }
 
 func (s *nodeState) usePort(p int) {
@@ -92,16 +114,10 @@ func (s *nodeState) usePort(p int) {
 	}
 }
 
-func (s *nodeState) freeCPU() model.MilliCPU { return s.node.Capacity.CPU - s.usedCPU }
-func (s *nodeState) freeMem() model.ByteSize { return s.node.Capacity.Memory - s.usedMem }
+func (s *nodeState) freeCPU() model.MilliCPU { return s.capCPU - s.usedCPU }
+func (s *nodeState) freeMem() model.ByteSize { return s.capMem - s.usedMem }
 
-func (s *nodeState) portRange() (int, int) {
-	r := s.node.PortRange
-	if r[0] <= 0 || r[1] < r[0] {
-		r = model.DefaultPortRange
-	}
-	return r[0], r[1]
-}
+func (s *nodeState) portRange() (int, int) { return s.portLo, s.portHi }
 
 // holdGPUs removes an existing instance's devices from the free list; an
 // instance that asked for more GPUs than it lists holds the lowest free
