@@ -52,7 +52,7 @@ func TestAffinity(t *testing.T) {
 			asks:  asks("i", "web", 2, aff(model.Affinity{App: "db", Field: "zone"})),
 			place: map[string]string{"i0": "b0", "i1": "b1"}},
 		{name: "preferred affinity falls back when the zone is full", insts: append(db, running("big0", "b0", "x", 4000, 0, nil), running("big1", "b1", "x", 4000, 0, nil)),
-			asks: []Ask{ask("i0", "web", 4000, 0, aff(model.Affinity{App: "db", Field: "zone"}))},
+			asks:  []Ask{ask("i0", "web", 4000, 0, aff(model.Affinity{App: "db", Field: "zone"}))},
 			place: map[string]string{"i0": "a0"}},
 		{name: "required anti-affinity by zone", insts: db,
 			asks:  asks("i", "web", 1, aff(model.Affinity{App: "db", Field: "zone", Anti: true, Required: true})),
