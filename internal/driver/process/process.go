@@ -96,8 +96,8 @@ func (d *Driver) Available(context.Context) error {
 	if err := os.MkdirAll(d.opts.StateDir, 0o700); err != nil {
 		return fmt.Errorf("process driver: state directory: %w", err)
 	}
-	if _, err := os.Executable(); err != nil {
-		return fmt.Errorf("process driver: cannot find berth's own binary for the shim: %w", err)
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		return fmt.Errorf("process driver: shims re-execute berth through /proc/self/exe: %w", err)
 	}
 	return nil
 }

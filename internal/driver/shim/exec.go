@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"time"
@@ -30,16 +29,12 @@ func Exec(ctx context.Context, spec Spec, out io.Writer) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("shim: %w", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return -1, fmt.Errorf("shim: find own binary: %w", err)
-	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return -1, fmt.Errorf("shim: %w", err)
 	}
 	defer r.Close()
-	cmd := exec.Command(exe)
+	cmd := selfCommand("berth-exec")
 	cmd.Env = []string{envExecSpec + "=" + string(js)}
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = out, out
@@ -50,7 +45,7 @@ func Exec(ctx context.Context, spec Spec, out io.Writer) (int, error) {
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
-		return -1, fmt.Errorf("shim: start exec stage: %w", err)
+		return -1, fmt.Errorf("shim: start exec stage (%s): %w", selfExe, err)
 	}
 	msg, _ := io.ReadAll(r)
 	if len(msg) > 0 {

@@ -105,10 +105,6 @@ func runShim(dir string) int {
 	}
 	defer logw.Close()
 
-	exe, err := os.Executable()
-	if err != nil {
-		return fail(fmt.Errorf("shim: find own binary: %w", err))
-	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return fail(err)
@@ -121,7 +117,7 @@ func runShim(dir string) int {
 	if err != nil {
 		return fail(err)
 	}
-	cmd := exec.Command(exe)
+	cmd := selfCommand("berth-exec")
 	cmd.Env = []string{envExecDir + "=" + dir}
 	cmd.Dir = "/"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, outW
@@ -190,6 +186,18 @@ func exitCode(ps *os.ProcessState, err error) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
+}
+
+// selfExe re-executes exactly this binary, even if the file was replaced
+// on disk since (an upgrade while workloads run).
+const selfExe = "/proc/self/exe"
+
+// selfCommand runs this binary again; name is its argv[0], so shims and
+// exec stages are recognisable in ps.
+func selfCommand(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(selfExe, args...)
+	cmd.Args[0] = name
+	return cmd
 }
 
 // oneLine keeps a message on one line for the report pipe.

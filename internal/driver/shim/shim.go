@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -145,10 +144,6 @@ func Launch(dir string, spec Spec) (State, error) {
 	if err := writeFileAtomic(filepath.Join(dir, specFile), b); err != nil {
 		return State{}, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return State{}, fmt.Errorf("shim: find own binary: %w", err)
-	}
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return State{}, fmt.Errorf("shim: %w", err)
@@ -159,7 +154,7 @@ func Launch(dir string, spec Spec) (State, error) {
 		return State{}, fmt.Errorf("shim: %w", err)
 	}
 	defer r.Close()
-	cmd := exec.Command(exe)
+	cmd := selfCommand("berth-shim", dir)
 	cmd.Env = []string{envShimDir + "=" + dir, defaultPath}
 	cmd.Dir = "/"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
@@ -167,7 +162,7 @@ func Launch(dir string, spec Spec) (State, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return State{}, fmt.Errorf("shim: start %s: %w", exe, err)
+		return State{}, fmt.Errorf("shim: start %s: %w", selfExe, err)
 	}
 	w.Close()
 	// Reap the shim if it ends while this process lives; it is detached,
