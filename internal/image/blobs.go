@@ -92,7 +92,7 @@ func (s *Service) writeBlob(ctx context.Context, w blobWrite) (cached bool, err 
 	// A reader that verifies too (go-containerregistry's does) fails at
 	// EOF on corrupt content; report our own finding, which names both
 	// digests, when all bytes arrived.
-	if got != w.digest && (copyErr == nil || w.size < 0 || n == w.size) {
+	if got != w.digest && (copyErr == nil || (w.size >= 0 && n == w.size)) {
 		return false, &DigestMismatchError{What: w.what, Want: w.digest, Got: got}
 	}
 	if copyErr != nil {

@@ -97,6 +97,10 @@ func (s *Service) Prepare(ctx context.Context, ref, id string) (rootfs.Mount, er
 	}
 
 	dir := s.containerPath(id)
+	lowers, err := s.lowerDirs(rec)
+	if err != nil {
+		return rootfs.Mount{}, fmt.Errorf("prepare %s from %s: %w", id, key, err)
+	}
 	for _, d := range []string{"upper", "work", "rootfs"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return rootfs.Mount{}, fmt.Errorf("prepare %s: %w", id, err)
@@ -118,11 +122,13 @@ func (s *Service) Prepare(ctx context.Context, ref, id string) (rootfs.Mount, er
 		return rootfs.Mount{}, fmt.Errorf("prepare %s: %w", id, err)
 	}
 	if !mounted {
-		data, err := s.overlayData(rec, dir)
-		if err != nil {
-			return rootfs.Mount{}, fmt.Errorf("prepare %s from %s: %w", id, key, err)
-		}
-		if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+		if err := mountOverlay(target, lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work")); err != nil {
+			if !prepared { // nothing of this workload existed before: leave nothing
+				s.mu.Lock()
+				delete(s.containers, id)
+				s.mu.Unlock()
+				os.RemoveAll(dir)
+			}
 			return rootfs.Mount{}, fmt.Errorf("prepare %s from %s: mount overlay at %s: %w", id, key, target, err)
 		}
 	}
@@ -130,27 +136,57 @@ func (s *Service) Prepare(ctx context.Context, ref, id string) (rootfs.Mount, er
 	return rootfs.Mount{Path: target, Config: rec.Config}, nil
 }
 
-// overlayData builds the overlay mount options: lower dirs top layer
-// first.
-func (s *Service) overlayData(rec *imageRecord, dir string) (string, error) {
+// lowerDirs returns the image's snapshot directories, top layer first, as
+// overlayfs wants them.
+func (s *Service) lowerDirs(rec *imageRecord) ([]string, error) {
 	if len(rec.Layers) == 0 {
-		return "", errors.New("image has no layers")
+		return nil, errors.New("image has no layers")
 	}
 	lowers := make([]string, 0, len(rec.Layers))
 	for i := len(rec.Layers) - 1; i >= 0; i-- {
 		h, err := hexOf(rec.Layers[i].DiffID)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		lowers = append(lowers, s.snapshotFS(h))
 	}
-	data := "lowerdir=" + strings.Join(lowers, ":") +
-		",upperdir=" + filepath.Join(dir, "upper") +
-		",workdir=" + filepath.Join(dir, "work")
-	if len(data) >= maxMountData {
-		return "", fmt.Errorf("image has %d layers; their paths exceed the kernel's %d-byte mount option limit (use a shorter store directory or fewer layers)", len(rec.Layers), maxMountData)
+	return lowers, nil
+}
+
+// mountOverlay mounts an overlayfs at target. Lower dirs go in one
+// mount(2) option string when they fit the kernel's page-sized limit;
+// images with more layers are mounted through fsconfig(2), one
+// "lowerdir+" per layer (Linux 6.8 and later).
+func mountOverlay(target string, lowers []string, upper, work string) error {
+	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(data) < maxMountData {
+		return unix.Mount("overlay", target, "overlay", 0, data)
 	}
-	return data, nil
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("%d layers need more than %d bytes of mount options, and fsopen(overlay) failed: %w", len(lowers), maxMountData, err)
+	}
+	defer unix.Close(fd)
+	for _, l := range lowers {
+		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
+			return fmt.Errorf("%d layers need more than %d bytes of mount options, and this kernel's overlayfs has no lowerdir+ (Linux 6.8+): %w", len(lowers), maxMountData, err)
+		}
+	}
+	if err := unix.FsconfigSetString(fd, "upperdir", upper); err != nil {
+		return fmt.Errorf("overlay upperdir: %w", err)
+	}
+	if err := unix.FsconfigSetString(fd, "workdir", work); err != nil {
+		return fmt.Errorf("overlay workdir: %w", err)
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("overlay create: %w", err)
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("overlay fsmount: %w", err)
+	}
+	defer unix.Close(mfd)
+	return unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
 }
 
 // touch records that an image was used now.

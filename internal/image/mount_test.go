@@ -2,12 +2,14 @@ package image
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/image/registrytest"
@@ -200,5 +202,41 @@ func TestRemoveRefusedWhileInUse(t *testing.T) {
 	}
 	if b, sn := dirNames(t, s.blobPath("")), dirNames(t, filepath.Join(s.Dir(), "snapshots")); len(b)+len(sn) != 0 {
 		t.Errorf("Remove left blobs %v snapshots %v", b, sn)
+	}
+}
+
+// An image with more layers than fit in mount(2)'s one-page option string.
+func TestPrepareManyLayers(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	const n = 60
+	var layers []v1.Layer
+	for i := 0; i < n; i++ {
+		files := []registrytest.File{{Name: fmt.Sprintf("layers/%02d", i), Body: []byte(fmt.Sprint(i))}}
+		if i == n-1 {
+			files = append(files, registrytest.File{Name: "layers/.wh.00"})
+		}
+		l, err := registrytest.NewLayer(files...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, l)
+	}
+	img, err := registrytest.NewImage(registrytest.ImageConfig{Cmd: []string{"true"}}, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := reg.Push(t, "many:1", img)
+	s := newService(t, Options{})
+	m, err := s.Prepare(bg(), ref, "many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Release(bg(), "many") })
+	names := dirNames(t, filepath.Join(m.Path, "layers"))
+	if len(names) != n-1 || names[0] != "01" || names[len(names)-1] != fmt.Sprintf("%02d", n-1) {
+		t.Errorf("layers/ holds %v", names)
+	}
+	if err := s.Release(bg(), "many"); err != nil || mounted(t, m.Path) {
+		t.Errorf("release: %v", err)
 	}
 }
