@@ -48,9 +48,24 @@ func (s *Service) now() time.Time {
 // *model.ValidationError and store nothing.
 func (s *Service) Apply(ctx context.Context, spec model.AppSpec) (model.ApplyResult, error) {
 	spec.Normalize()
+	spec.NormalizeRoutes()
 	if verr := spec.Validate(); verr != nil {
 		return model.ApplyResult{}, verr
 	}
+	for try := 0; ; try++ {
+		res, err := s.apply(ctx, spec)
+		if errors.Is(err, errClaimRace) && try < 5 {
+			continue
+		}
+		if errors.Is(err, errClaimRace) {
+			err = fmt.Errorf("%w: route claims keep changing concurrently; retry", errConflictPlain)
+		}
+		return res, err
+	}
+}
+
+// apply is one attempt of Apply on a normalized, valid spec.
+func (s *Service) apply(ctx context.Context, spec model.AppSpec) (model.ApplyResult, error) {
 	hash := model.TemplateHash(spec)
 	key := model.AppKey(spec.Namespace, spec.Name)
 	cur, err := store.GetJSON[model.App](ctx, s.Store, key)
@@ -83,14 +98,25 @@ func (s *Service) Apply(ctx context.Context, spec model.AppSpec) (model.ApplyRes
 		b, _ := json.Marshal(rev)
 		ops = append(ops, store.Put(model.RevisionKey(spec.Namespace, spec.Name, app.Revision), b))
 	}
+	claimCmps, claimOps, err := s.routeClaims(ctx, spec.Namespace, spec.Name, spec.Routes, app.Spec.Routes)
+	if err != nil {
+		return model.ApplyResult{}, err
+	}
+	ops = append(ops, claimOps...)
 	n := desired(spec)
 	app.Spec = spec
 	app.Spec.Instances = &n
 	app.UpdatedAt = now
 	b, _ := json.Marshal(app)
 	ops = append(ops, store.Put(key, b))
-	_, err = s.Store.Txn(ctx, store.Txn{Compares: []store.Compare{{Key: key, ModRev: cur.ModRev}}, Ops: ops})
+	cmps := append([]store.Compare{{Key: key, ModRev: cur.ModRev}}, claimCmps...)
+	_, err = s.Store.Txn(ctx, store.Txn{Compares: cmps, Ops: ops})
 	if errors.Is(err, store.ErrConflict) {
+		if len(claimCmps) > 0 {
+			if latest, gerr := s.Store.Get(ctx, key); (gerr == nil && latest.ModRev == cur.ModRev) || (errors.Is(gerr, store.ErrNotFound) && cur.ModRev == 0) {
+				return model.ApplyResult{}, errClaimRace
+			}
+		}
 		return model.ApplyResult{}, s.conflict(ctx, key)
 	}
 	if err != nil {
