@@ -69,7 +69,7 @@ func flatten(s []setting) []string {
 // TestV2OnAFakeTree runs the v2 code path on a plain directory standing in
 // for the unified hierarchy (this host's unified mount has no controllers).
 func TestV2OnAFakeTree(t *testing.T) {
-	root := t.TempDir()
+	root := testDir(t)
 	m, err := New(Options{Root: root, Parent: "berth/nested", Mode: ModeV2})
 	if err != nil {
 		t.Fatal(err)
@@ -106,11 +106,11 @@ func TestV2OnAFakeTree(t *testing.T) {
 
 func TestNewRejectsEscapingParent(t *testing.T) {
 	for _, p := range []string{"/abs", "../up", "a/../../b"} {
-		if _, err := New(Options{Root: t.TempDir(), Parent: p, Mode: ModeV2}); err == nil {
+		if _, err := New(Options{Root: testDir(t), Parent: p, Mode: ModeV2}); err == nil {
 			t.Errorf("parent %q accepted", p)
 		}
 	}
-	m, _ := New(Options{Root: t.TempDir(), Mode: ModeV2})
+	m, _ := New(Options{Root: testDir(t), Mode: ModeV2})
 	for _, id := range []string{"", "a/b", ".."} {
 		if _, err := m.Create(id, Limits{}); err == nil {
 			t.Errorf("id %q accepted", id)
@@ -163,7 +163,7 @@ func startIn(t *testing.T, c *Cgroup, script string) (*exec.Cmd, io.WriteCloser,
 	if err != nil {
 		t.Fatal(err)
 	}
-	outPath := filepath.Join(t.TempDir(), "out")
+	outPath := filepath.Join(testDir(t), "out")
 	f, err := os.Create(outPath)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func TestDetectThisHost(t *testing.T) {
 	if want := map[bool]Mode{true: ModeV2, false: ModeV1}[st.Type == 0x63677270]; mode != want {
 		t.Fatalf("Detect = %v, want %v", mode, want)
 	}
-	if _, err := Detect(t.TempDir()); err == nil {
+	if _, err := Detect(testDir(t)); err == nil {
 		t.Fatal("Detect accepted a plain directory")
 	}
 }
@@ -311,3 +311,14 @@ func running(pid int) bool {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// testDir is a berth-test-* temp dir removed at cleanup.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "berth-test-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}

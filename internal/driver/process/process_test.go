@@ -102,7 +102,7 @@ func TestConformanceHostNetwork(t *testing.T) {
 	drivertest.Run(t, drivertest.Harness{
 		New:      func(*testing.T) driver.Driver { return d },
 		Image:    HostImage,
-		Programs: programs(t.TempDir()),
+		Programs: programs(testDir(t)),
 		Labels:   map[string]string{"berth.test": "1"},
 		FreePort: drivertest.FreeTCPPort,
 		Caps:     drivertest.Capabilities{Exec: true},
@@ -167,7 +167,7 @@ func TestRefusals(t *testing.T) {
 
 func TestUserWorkdirEnv(t *testing.T) {
 	d := newDriver(t, testOptions(t, nil))
-	wd := t.TempDir()
+	wd := testDir(t)
 	for _, tc := range []struct{ user, want string }{
 		{"65534:65533", "65534 65533"},
 		{"nobody", "65534 65534"},
@@ -335,4 +335,15 @@ func TestMemoryLimitKills(t *testing.T) {
 	if st.ExitCode != 137 || strings.Contains(logs(t, d, id), "survived") {
 		t.Fatalf("over the memory limit: %+v, logs %q", st, logs(t, d, id))
 	}
+}
+
+// testDir is a berth-test-* temp dir removed at cleanup.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "berth-test-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

@@ -136,7 +136,7 @@ func TestKilledBySignal(t *testing.T) {
 
 func TestEnvDirAndPathLookup(t *testing.T) {
 	dir := tempDir(t)
-	work := t.TempDir()
+	work := testDir(t)
 	launch(t, dir, Spec{Args: []string{"busybox", "sh", "-c", `echo "g=$GREETING"; pwd; echo err >&2`},
 		Env: []string{"PATH=/bin", "GREETING=hi"}, Dir: work})
 	if st := wait(t, dir); st.ExitCode != 0 {
@@ -181,10 +181,10 @@ func TestBadExecutable(t *testing.T) {
 }
 
 func TestReadMissing(t *testing.T) {
-	if _, err := Read(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Read(filepath.Join(testDir(t), "nope")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Read missing: %v", err)
 	}
-	if _, err := Logs(ctx(t), filepath.Join(t.TempDir(), "nope"), driver.LogOptions{}); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Logs(ctx(t), filepath.Join(testDir(t), "nope"), driver.LogOptions{}); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Logs missing: %v", err)
 	}
 }
@@ -305,6 +305,10 @@ func TestReadFromAnotherCaller(t *testing.T) {
 	if err != nil || !st.Running || st.PID != launched.PID {
 		t.Fatalf("Read from a fresh caller: %+v %v", st, err)
 	}
+	// The workload has started; its first line may still be on its way.
+	for i := 0; i < 600 && logs(t, dir, driver.LogOptions{}) == ""; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
 	if got := logs(t, dir, driver.LogOptions{}); got != "launched\n" {
 		t.Fatalf("logs %q", got)
 	}
@@ -397,4 +401,15 @@ func waitGone(pid int) bool {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return !Alive(pid)
+}
+
+// testDir is a berth-test-* temp dir removed at cleanup.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "berth-test-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
