@@ -57,7 +57,8 @@ type Options struct {
 	// BinDir is searched before PATH when Runtimes is nil (e.g. the data
 	// dir's bin).
 	BinDir string
-	// DefaultRuntime runs tasks that name none (default runc).
+	// DefaultRuntime runs tasks that name none. Empty means runc, or the
+	// first installed of crun and runsc when runc is not.
 	DefaultRuntime string
 	// RunscPlatform is runsc's --platform (default systrap, which needs no
 	// KVM; kvm is faster where /dev/kvm exists).
@@ -101,9 +102,6 @@ func New(o Options) (*Driver, error) {
 		return nil, fmt.Errorf("oci: %w", err)
 	}
 	o.StateDir = abs
-	if o.DefaultRuntime == "" {
-		o.DefaultRuntime = Runc
-	}
 	if o.RunscPlatform == "" {
 		o.RunscPlatform = "systrap"
 	}
@@ -113,7 +111,17 @@ func New(o Options) (*Driver, error) {
 	if err := os.MkdirAll(o.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("oci: state dir: %w", err)
 	}
-	return &Driver{o: o, runtimes: detectRuntimes(o), locks: map[string]*sync.Mutex{}}, nil
+	found := detectRuntimes(o)
+	if o.DefaultRuntime == "" {
+		o.DefaultRuntime = Runc
+		for _, name := range KnownRuntimes {
+			if _, ok := found[name]; ok {
+				o.DefaultRuntime = name
+				break
+			}
+		}
+	}
+	return &Driver{o: o, runtimes: found, locks: map[string]*sync.Mutex{}}, nil
 }
 
 // detectRuntimes returns the runtimes whose binaries exist.

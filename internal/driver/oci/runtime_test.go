@@ -225,6 +225,15 @@ func TestRuntimeSelection(t *testing.T) {
 	if list, _ := d.List(testCtx(t)); len(list) != 0 {
 		t.Fatalf("failed starts left %v", list)
 	}
+	only, _ := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{Crun: requireRuntime(t, Crun)}})
+	if only.DefaultRuntime() != Crun || only.Available(testCtx(t)) != nil {
+		t.Fatalf("with only crun installed the default is %s", only.DefaultRuntime())
+	}
+	pinned, _ := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{Crun: requireRuntime(t, Crun)},
+		DefaultRuntime: Runc})
+	if err := pinned.Available(testCtx(t)); err == nil || !strings.Contains(err.Error(), "runc is not installed") {
+		t.Fatalf("Available with the configured default missing: %v", err)
+	}
 	empty, _ := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{}})
 	if err := empty.Available(testCtx(t)); err == nil {
 		t.Fatal("Available with no runtime installed")
