@@ -18,6 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/driver"
+	"github.com/berth-dev/berth/internal/driver/drivertest"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/registrytest"
 	"github.com/berth-dev/berth/internal/network/cni"
@@ -184,4 +186,64 @@ func newTestImages(t testing.TB) (*image.Service, string) {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, ref
+}
+
+// TestRemoveLeavesNothing: with the image store and a CNI network, Remove
+// (and a failed Start) leave no container in the runtime, no rootfs
+// mount, no network namespace or attachment and no workload directory.
+func TestRemoveLeavesNothing(t *testing.T) {
+	images, ref := newTestImages(t)
+	for _, name := range KnownRuntimes {
+		t.Run(name, func(t *testing.T) {
+			n := newTestNetwork(t)
+			d := newDriverWith(t, Options{RootFS: images, Network: n, Runtimes: map[string]string{name: requireRuntime(t, name)}})
+			tk := task(randomID(t), "sleep 600")
+			tk.Image = ref
+			id, err := d.Start(testCtx(t), tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			att, ok, err := n.Get(testCtx(t), id)
+			if err != nil || !ok {
+				t.Fatalf("no attachment: %v", err)
+			}
+			res, err := d.Exec(testCtx(t), id, []string{"cat", "/etc/hosts"})
+			if err != nil || !strings.Contains(res.Output, att.IP.String()+"\t"+id) {
+				t.Errorf("/etc/hosts = %+v %v, want %s for %s", res, err, att.IP, id)
+			}
+			rt, _ := d.runtime(name)
+			if err := d.Remove(testCtx(t), id); err != nil {
+				t.Fatal(err)
+			}
+			assertGone(t, d, rt, n, id, att.NetNS)
+
+			bad := task(randomID(t), "true")
+			bad.Image, bad.User = ref, "nosuchuser"
+			bad.Ports = []driver.PortBinding{{Name: "p", ContainerPort: 80, HostPort: drivertest.FreeTCPPort(t), Protocol: "tcp"}}
+			if _, err := d.Start(testCtx(t), bad); err == nil {
+				t.Fatal("Start as a missing user succeeded")
+			}
+			assertGone(t, d, rt, n, bad.InstanceID, n.NetNSPath(bad.InstanceID))
+		})
+	}
+}
+
+// assertGone checks that nothing of workload id is left.
+func assertGone(t *testing.T, d *Driver, rt *runtime, n *cni.Network, id, netnsPath string) {
+	t.Helper()
+	if _, err := rt.state(testCtx(t), id); err != errNoContainer {
+		t.Errorf("%s still knows container %s: %v", rt.name, id, err)
+	}
+	if _, ok, _ := n.Get(testCtx(t), id); ok {
+		t.Errorf("attachment of %s left", id)
+	}
+	if _, err := os.Stat(netnsPath); !os.IsNotExist(err) {
+		t.Errorf("netns %s left: %v", netnsPath, err)
+	}
+	if _, err := os.Stat(d.dir(id)); !os.IsNotExist(err) {
+		t.Errorf("workload dir left: %v", err)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), id) {
+		t.Errorf("a mount naming %s is left", id)
+	}
 }
