@@ -63,7 +63,7 @@ The CLI finds the server through the context 'berth up' writes
 	pf.StringVar(&g.token, "token", "", "API token (env BERTH_TOKEN; default from the CLI context)")
 	pf.StringVarP(&g.namespace, "namespace", "n", model.DefaultNamespace, "namespace of the apps to act on")
 	root.AddCommand(newUp(), newApply(g), newApps(g), newGet(g), newPs(g), newLogs(g), newScale(g),
-		newRm(g), newNodes(g), newEvents(g), newVersion(g), newImage(g), newBench())
+		newRm(g), newNodes(g), newEvents(g), newVersion(g), newImage(g), newBench(), newCert(g), newRouter())
 	return root
 }
 

@@ -78,6 +78,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/nodes/{name}", s.auth(s.getNode))
 	m.HandleFunc("GET /v1/events", s.auth(s.listEvents))
 	s.imageRoutes()
+	s.certRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, model.APIError{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
