@@ -54,7 +54,7 @@ type Instance struct {
 	// scheduler considers no other.
 	TargetNode string `json:"targetNode,omitempty"`
 	// Outcome is set by the deployment controller when an instance of a
-	// batch app finished: succeeded or failed. It keeps the record so the
+	// batch app finished: succeeded, failed or stopped. It keeps the record so the
 	// job's progress survives the workload's removal.
 	Outcome string `json:"outcome,omitempty"`
 	// PlacementMessage says why the scheduler could not place it.
@@ -87,6 +87,9 @@ type InstanceStatus struct {
 const (
 	OutcomeSucceeded = "succeeded"
 	OutcomeFailed    = "failed"
+	// OutcomeStopped is an instance stopped because its job ended (complete
+	// or failed) while it ran; it counts as neither.
+	OutcomeStopped = "stopped"
 )
 
 // Active reports whether the instance is meant to run.

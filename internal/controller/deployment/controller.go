@@ -1,6 +1,7 @@
 // Package deployment is the control loop that makes each app's instances
 // match its spec: count, revision (one-at-a-time rolling replacement),
-// node loss and deletion. It owns creating, stopping and removing
+// node loss and deletion, for the three app types: service, system (one
+// instance per eligible node) and batch (run to completion). It owns creating, stopping and removing
 // instance objects; Decide is its pure core.
 package deployment
 
@@ -142,8 +143,35 @@ func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) e
 		}
 		a.c.o.Events.Normal(ctx, &o.Value, "Stopping", "stopping instance: %s", s.Reason)
 	}
+	for _, f := range d.Finish {
+		o := a.find(f.ID)
+		o.Value.Desired, o.Value.Outcome = model.DesiredStop, f.Outcome
+		if err := a.put(ctx, o); err != nil {
+			return err
+		}
+		switch f.Outcome {
+		case model.OutcomeSucceeded:
+			a.c.o.Events.Normal(ctx, &o.Value, "Succeeded", "instance succeeded: %s", f.Reason)
+		case model.OutcomeFailed:
+			a.c.o.Events.Warning(ctx, &o.Value, "Failed", "instance failed: %s", f.Reason)
+		default:
+			a.c.o.Events.Normal(ctx, &o.Value, "Stopping", "stopping instance: %s", f.Reason)
+		}
+	}
+	if d.Job != nil {
+		typ := model.EventNormal
+		if d.Job.Reason == "JobFailed" {
+			typ = model.EventWarning
+		}
+		a.c.o.Events.Record(ctx, model.Event{Type: typ, Reason: d.Job.Reason, Namespace: app.Namespace, App: app.Name, Message: d.Job.Message})
+	}
 	for i := 0; i < d.Create; i++ {
-		if err := a.create(ctx); err != nil {
+		if err := a.create(ctx, ""); err != nil {
+			return err
+		}
+	}
+	for _, node := range d.CreateOn {
+		if err := a.create(ctx, node); err != nil {
 			return err
 		}
 	}
@@ -166,16 +194,22 @@ func (a *appState) remove(ctx context.Context, o *store.Object[model.Instance]) 
 	return err
 }
 
-func (a *appState) create(ctx context.Context) error {
+// create stores a new instance of the current revision, pinned to
+// target when it is set (system apps).
+func (a *appState) create(ctx context.Context, target string) error {
 	app := &a.app.Value
 	now := a.c.o.Now()
 	in := model.Instance{ID: newInstanceID(app.Name), Namespace: app.Namespace, App: app.Name,
-		Revision: app.Revision, Desired: model.DesiredRun, Resources: app.Spec.Resources,
+		Revision: app.Revision, Desired: model.DesiredRun, Resources: app.Spec.Resources, TargetNode: target,
 		Status: model.InstanceStatus{State: model.StatePending, UpdatedAt: now}, CreatedAt: now}
 	if _, err := store.PutJSON(ctx, a.c.o.Store, in.Key(), in, 0); err != nil {
 		return err
 	}
-	a.c.o.Events.Normal(ctx, &in, "Created", "instance created for revision %d", app.Revision)
+	if target != "" {
+		a.c.o.Events.Normal(ctx, &in, "Created", "instance created for revision %d on node %s", app.Revision, target)
+	} else {
+		a.c.o.Events.Normal(ctx, &in, "Created", "instance created for revision %d", app.Revision)
+	}
 	return nil
 }
 

@@ -28,19 +28,67 @@ type Decision struct {
 	DeleteApp bool
 	// Waiting explains why a rollout is not progressing, if it is not.
 	Waiting string
+	// CreateOn lists nodes that each get one new instance pinned to them
+	// (system apps).
+	CreateOn []string
+	// Finish records the outcome of batch instances that ended: the
+	// controller sets Instance.Outcome and stops them, so the record
+	// stays and the agent never runs them again.
+	Finish []Finish
+	// Job, when set, is a batch app's completion or failure, reached in
+	// this pass; the controller records it as an event once.
+	Job *JobEvent
+}
+
+// Finish is the recorded end of one batch instance.
+type Finish struct {
+	ID      string
+	Outcome string // model.OutcomeSucceeded or model.OutcomeFailed
+	Reason  string
+}
+
+// JobEvent is a batch app reaching its end.
+type JobEvent struct {
+	// Reason is JobComplete or JobFailed.
+	Reason  string
+	Message string
 }
 
 // Decide is the pure core of the deployment controller: from an app, its
 // instances and the node set it decides one step towards the spec.
-// Rollouts replace one instance at a time (surge 1, none unavailable):
-// create a new-revision instance, wait until it is ready, stop one old one.
+// Services roll out one instance at a time (surge 1, none unavailable):
+// create a new-revision instance, wait until it is ready, stop one old
+// one. System apps run one instance per eligible node (system.go); batch
+// apps run to completion (batch.go).
 func Decide(app *model.App, insts []model.Instance, nodes map[string]model.Node) Decision {
-	var d Decision
-	var cur, old []*model.Instance
+	d, cur, old, records := partition(app, insts, nodes)
+	switch {
+	case app.Deleting:
+		for _, in := range append(cur, old...) {
+			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: "app deleted"})
+		}
+		d.DeleteApp = len(insts) == 0
+		return d
+	case app.Spec.IsSystem():
+		return decideSystem(d, app, cur, old, nodes)
+	case app.Spec.IsBatch():
+		return decideBatch(d, app, cur, old, records)
+	}
+	return decideService(d, app, cur, old)
+}
+
+// partition sorts instances into active ones of the current revision
+// (cur), active older ones (old) and batch outcome records; it decides
+// the deletes and the lost.
+func partition(app *model.App, insts []model.Instance, nodes map[string]model.Node) (d Decision, cur, old, records []*model.Instance) {
 	for i := range insts {
 		in := &insts[i]
 		gone := in.Node != "" && nodeGone(nodes, in.Node)
 		if !in.Active() {
+			if in.Outcome != "" && !app.Deleting && in.Revision == app.Revision && app.Spec.IsBatch() {
+				records = append(records, in)
+				continue
+			}
 			if in.Terminal() || in.Node == "" || gone {
 				d.Delete = append(d.Delete, in.ID)
 			}
@@ -56,13 +104,12 @@ func Decide(app *model.App, insts []model.Instance, nodes map[string]model.Node)
 			old = append(old, in)
 		}
 	}
-	if app.Deleting {
-		for _, in := range append(cur, old...) {
-			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: "app deleted"})
-		}
-		d.DeleteApp = len(insts) == 0
-		return d
-	}
+	return d, cur, old, records
+}
+
+// decideService converges a service: DesiredInstances of the current
+// revision, rolled out one at a time.
+func decideService(d Decision, app *model.App, cur, old []*model.Instance) Decision {
 	n := app.DesiredInstances()
 	hasHealth := app.Spec.Health != nil
 	if len(old) == 0 {
