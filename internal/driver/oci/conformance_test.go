@@ -29,7 +29,7 @@ func newTestDriver(t testing.TB, name string) *Driver {
 // every workload it made (and runsc's namespace mount) at cleanup.
 func newDriverWith(t testing.TB, o Options) *Driver {
 	t.Helper()
-	o.StateDir, o.Node = t.TempDir(), "berth-test-node"
+	o.StateDir, o.Node = tempDir(t), "berth-test-node"
 	d, err := New(o)
 	if err != nil {
 		t.Fatal(err)

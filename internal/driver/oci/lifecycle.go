@@ -224,13 +224,13 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 	if err != nil {
 		return err
 	}
-	st, err := shim.Read(d.shimDir(id))
-	if err != nil || !st.Running {
-		return nil
-	}
 	rt, err := d.runtime(r.Runtime)
 	if err != nil {
 		return err
+	}
+	st, err := shim.Read(d.shimDir(id))
+	if err != nil || !st.Running {
+		return d.reapOrphan(ctx, rt, id)
 	}
 	if err := rt.kill(ctx, id, "TERM", false); err != nil && !errors.Is(err, errNoContainer) {
 		return err
@@ -242,6 +242,20 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 		return nil
 	}
 	return d.kill(ctx, rt, id)
+}
+
+// reapOrphan kills and deletes a container the runtime still runs
+// although its shim is gone (the shim was killed): nothing supervises or
+// logs it any more, so a stop ends it.
+func (d *Driver) reapOrphan(ctx context.Context, rt *runtime, id string) error {
+	cs, err := rt.state(ctx, id)
+	if err != nil || cs.Status == "stopped" {
+		return nil
+	}
+	if err := rt.kill(ctx, id, "KILL", true); err != nil && !errors.Is(err, errNoContainer) {
+		return err
+	}
+	return rt.delete(ctx, id)
 }
 
 // kill sends SIGKILL to every process of the container and waits for the

@@ -95,7 +95,7 @@ type busyboxProvider struct {
 }
 
 func newBusyboxProvider(t testing.TB) *busyboxProvider {
-	p := &busyboxProvider{dir: t.TempDir()}
+	p := &busyboxProvider{dir: tempDir(t)}
 	t.Cleanup(func() {
 		entries, _ := os.ReadDir(p.dir)
 		for _, e := range entries {
@@ -163,4 +163,19 @@ func (c cgroupParents) remove() {
 	for _, p := range c {
 		_ = os.Remove(p)
 	}
+}
+
+// tempDir is a fresh berth-test-* directory removed at cleanup.
+func tempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "berth-test-oci-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return dir
 }

@@ -13,10 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/driver"
+	"github.com/berth-dev/berth/internal/driver/shim"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -197,7 +199,7 @@ func TestReattach(t *testing.T) {
 }
 
 func TestRuntimeSelection(t *testing.T) {
-	d, err := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t),
+	d, err := New(Options{StateDir: tempDir(t), RootFS: newBusyboxProvider(t),
 		Runtimes: map[string]string{Runc: requireRuntime(t, Runc), Crun: "/nonexistent/crun"}})
 	if err != nil {
 		t.Fatal(err)
@@ -225,16 +227,16 @@ func TestRuntimeSelection(t *testing.T) {
 	if list, _ := d.List(testCtx(t)); len(list) != 0 {
 		t.Fatalf("failed starts left %v", list)
 	}
-	only, _ := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{Crun: requireRuntime(t, Crun)}})
+	only, _ := New(Options{StateDir: tempDir(t), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{Crun: requireRuntime(t, Crun)}})
 	if only.DefaultRuntime() != Crun || only.Available(testCtx(t)) != nil {
 		t.Fatalf("with only crun installed the default is %s", only.DefaultRuntime())
 	}
-	pinned, _ := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{Crun: requireRuntime(t, Crun)},
+	pinned, _ := New(Options{StateDir: tempDir(t), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{Crun: requireRuntime(t, Crun)},
 		DefaultRuntime: Runc})
 	if err := pinned.Available(testCtx(t)); err == nil || !strings.Contains(err.Error(), "runc is not installed") {
 		t.Fatalf("Available with the configured default missing: %v", err)
 	}
-	empty, _ := New(Options{StateDir: t.TempDir(), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{}})
+	empty, _ := New(Options{StateDir: tempDir(t), RootFS: newBusyboxProvider(t), Runtimes: map[string]string{}})
 	if err := empty.Available(testCtx(t)); err == nil {
 		t.Fatal("Available with no runtime installed")
 	}
@@ -285,4 +287,40 @@ func randomID(t *testing.T) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return "berth-test-" + hex.EncodeToString(b)
+}
+
+// TestShimDied: when a workload's shim is killed, the workload reads as
+// exited ("shim died") and Stop ends the container the runtime still
+// runs, unsupervised.
+func TestShimDied(t *testing.T) {
+	for _, name := range KnownRuntimes {
+		t.Run(name, func(t *testing.T) {
+			d := newTestDriver(t, name)
+			id, err := d.Start(testCtx(t), task(randomID(t), "sleep 600"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := shim.Read(d.shimDir(id))
+			if err != nil || !st.Running {
+				t.Fatalf("shim state %+v %v", st, err)
+			}
+			if err := syscall.Kill(st.ShimPID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			ins, err := d.Wait(testCtx(t), id)
+			if err != nil || ins.State != driver.StateExited || ins.Error != shim.ErrShimDied {
+				t.Fatalf("after the shim died: %+v %v", ins, err)
+			}
+			rt, _ := d.runtime(name)
+			if cs, err := rt.state(testCtx(t), id); err != nil || cs.Status != "running" {
+				t.Fatalf("the container should outlive its shim: %+v %v", cs, err)
+			}
+			if err := d.Stop(testCtx(t), id, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if cs, err := rt.state(testCtx(t), id); err != errNoContainer {
+				t.Fatalf("container after Stop: %+v %v", cs, err)
+			}
+		})
+	}
 }

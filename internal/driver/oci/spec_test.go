@@ -19,7 +19,7 @@ import (
 // fakeRoot is a root filesystem with only /etc/passwd and /etc/group.
 func fakeRoot(t *testing.T) string {
 	t.Helper()
-	root := t.TempDir()
+	root := tempDir(t)
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestResolveUser(t *testing.T) {
 // TestResolveUserStaysInRoot: an image's /etc/passwd that links to an
 // absolute path is read inside the image, never from the host.
 func TestResolveUserStaysInRoot(t *testing.T) {
-	root := t.TempDir()
+	root := tempDir(t)
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestDefaultSeccomp(t *testing.T) {
 }
 
 func TestResolvConf(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	p := filepath.Join(dir, "resolv.conf")
 	for _, c := range []struct{ host, want string }{
 		{"nameserver 127.0.0.53\noptions edns0\n", "options edns0\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"},
