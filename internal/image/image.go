@@ -6,7 +6,7 @@
 // Store layout under the directory given to Open:
 //
 //	blobs/sha256/<hex>     manifests, configs and compressed layers, by digest
-//	snapshots/<hex>        one unpacked layer per diffID (overlayfs lower dir)
+//	snapshots/<hex>/fs     one unpacked layer per diffID (an overlayfs lower dir)
 //	containers/<id>/       upper, work, rootfs (mount point), meta.json
 //	index.json             images: ref → manifest digest, config, layers, last use
 //	tmp/                   in-flight downloads and unpacks, wiped at Open
