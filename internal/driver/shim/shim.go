@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Files inside a shim directory.
@@ -212,21 +214,56 @@ func Read(dir string) (State, error) {
 }
 
 // Wait blocks until the workload in dir is no longer running, or ctx ends,
-// and returns its state. It works for shims the caller did not start.
+// and returns its state. It works for shims the caller did not start: it
+// watches state.json with inotify (falling back to polling) and checks
+// every second that the shim is still alive.
 func Wait(ctx context.Context, dir string) (State, error) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
+	w := watchDir(dir) // nil: poll
+	if w != nil {
+		defer w.Close()
+		// Wake a blocked read when ctx ends.
+		stop := context.AfterFunc(ctx, func() { _ = w.SetReadDeadline(time.Now()) })
+		defer stop()
+	}
+	buf := make([]byte, 4096)
 	for {
 		st, err := Read(dir)
 		if err != nil || !st.Running {
 			return st, err
 		}
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return st, ctx.Err()
-		case <-t.C:
 		}
+		if w == nil {
+			select {
+			case <-ctx.Done():
+				return st, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		// An event (state.json replaced) or a second passing both lead to
+		// a fresh Read; the second catches a shim that died silently.
+		_ = w.SetReadDeadline(time.Now().Add(time.Second))
+		if ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		_, _ = w.Read(buf)
 	}
+}
+
+// watchDir returns an inotify file reporting files moved into or written
+// in dir, or nil if inotify is unavailable.
+func watchDir(dir string) *os.File {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_DELETE_SELF); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "inotify:"+dir)
 }
 
 // writeFileAtomic replaces path with b: write a temp file, fsync, rename.

@@ -413,3 +413,14 @@ func testDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+func TestWaitEndsWithContext(t *testing.T) {
+	dir := tempDir(t)
+	launch(t, dir, sh("sleep 600"))
+	c, cancel := context.WithCancel(ctx(t))
+	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	st, err := Wait(c, dir)
+	if !errors.Is(err, context.Canceled) || !st.Running {
+		t.Fatalf("Wait after cancel: %+v %v", st, err)
+	}
+}
