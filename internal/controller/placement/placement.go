@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/events"
@@ -153,11 +154,25 @@ func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[s
 	if _, err := c.o.Store.Txn(ctx, t); err != nil {
 		return err
 	}
+	// One event per placement, recorded concurrently so the store can
+	// commit them in groups: one at a time, their syncs would cost more
+	// than the whole plan.
+	sem := make(chan struct{}, eventWriters)
+	var wg sync.WaitGroup
 	for i := range placed {
-		c.o.Events.Normal(ctx, &placed[i], "Scheduled", "placed on node %s%s%s", placed[i].Node, hostPortsSuffix(placed[i].HostPorts), gpusSuffix(placed[i].GPUs))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(in *model.Instance) {
+			defer func() { <-sem; wg.Done() }()
+			c.o.Events.Normal(ctx, in, "Scheduled", "placed on node %s%s%s", in.Node, hostPortsSuffix(in.HostPorts), gpusSuffix(in.GPUs))
+		}(&placed[i])
 	}
+	wg.Wait()
 	return nil
 }
+
+// eventWriters bounds the concurrent event writes of one commit.
+const eventWriters = 64
 
 func hostPortsSuffix(ports map[string]int) string {
 	if len(ports) == 0 {
