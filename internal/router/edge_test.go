@@ -151,7 +151,8 @@ func TestWebSocketEcho(t *testing.T) {
 		_, _ = io.Copy(conn, rw) // echo until the client closes
 	})
 	putInstance(t, st, "ws", "w1", 1, hostPort(be))
-	r := startRouter(t, st, Options{})
+	logBuf := &syncBuffer{}
+	r := startRouter(t, st, Options{AccessLog: logBuf})
 	eventually(t, "w1 routed", func() bool { return backendsOf(r, "ws.test", "/") == "w1" })
 
 	conn, err := net.Dial("tcp", r.Addrs().HTTP)
@@ -178,6 +179,35 @@ func TestWebSocketEcho(t *testing.T) {
 		if _, err := io.ReadFull(br, buf); err != nil || string(buf) != msg {
 			t.Fatalf("echo %q: %q %v", msg, buf, err)
 		}
+	}
+	conn.Close()
+	eventually(t, "access log line of the upgrade", func() bool {
+		return strings.Contains(logBuf.String(), `path="/chat" status=101 upstream=`+hostPort(be))
+	})
+}
+
+// TestH2C: the plain listener speaks HTTP/2 without TLS to clients that
+// ask for it with prior knowledge.
+func TestH2C(t *testing.T) {
+	st := newStore(t)
+	putApp(t, st, "h", 1, route("h2c.test"))
+	putInstance(t, st, "h", "h1", 1, hostPort(backend(t, "A")))
+	r := startRouter(t, st, Options{})
+	eventually(t, "h1 routed", func() bool { return backendsOf(r, "h2c.test", "/") == "h1" })
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: p}
+	t.Cleanup(tr.CloseIdleConnections)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.Addrs().HTTP+"/", nil)
+	req.Host = "h2c.test"
+	resp, err := (&http.Client{Transport: tr, Timeout: waitFor}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(body) != "A" {
+		t.Fatalf("h2c: %s %q", resp.Proto, body)
 	}
 }
 

@@ -26,6 +26,7 @@ type attempt struct {
 	upstream string // last upstream tried
 	tried    []string
 	kind     string // error kind for metrics, "" on success
+	upgraded bool   // the upstream switched protocols (WebSocket)
 }
 
 type attemptKey struct{}
@@ -65,6 +66,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 func (r *Router) finish(req *http.Request, rec *recorder, a *attempt, start time.Time) {
 	dur := time.Since(start)
+	if a.upgraded {
+		rec.status = http.StatusSwitchingProtocols // the proxy wrote it on the hijacked conn
+	}
 	routeID := "none"
 	if a.route != nil {
 		routeID = a.route.ID
@@ -161,6 +165,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		up.active.Add(1)
 		resp, err := t.base.RoundTrip(&out)
 		if err == nil {
+			a.upgraded = resp.StatusCode == http.StatusSwitchingProtocols
 			resp.Body = trackBody(resp.Body, func() { up.active.Add(-1) })
 			return resp, nil
 		}

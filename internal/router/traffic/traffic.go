@@ -64,6 +64,8 @@ type Matcher struct {
 type Weight struct {
 	Target  int64
 	Percent int
+	// Desc names the weight in decisions ("weights[0]").
+	Desc string
 }
 
 // RequestInfo are the facts about a request rules can match.
@@ -140,7 +142,7 @@ func Compile(t *model.Traffic, current int64) (Policy, error) {
 		if err != nil {
 			return Policy{}, err
 		}
-		p.Weights = append(p.Weights, Weight{Target: target, Percent: w.Weight})
+		p.Weights = append(p.Weights, Weight{Target: target, Percent: w.Weight, Desc: fmt.Sprintf("weights[%d]", i)})
 	}
 	return p, nil
 }
@@ -172,10 +174,10 @@ func Pick(req RequestInfo, p *Policy, ready map[int64]int, rnd Rand) Decision {
 	if len(p.Weights) > 0 {
 		draw := rnd.IntN(100)
 		lo := 0
-		for i, w := range p.Weights {
+		for _, w := range p.Weights {
 			if draw < lo+w.Percent {
 				if ready[w.Target] > 0 {
-					return Decision{Revision: w.Target, Reason: fmt.Sprintf("weights[%d]", i)}
+					return Decision{Revision: w.Target, Reason: w.Desc}
 				}
 				break
 			}
