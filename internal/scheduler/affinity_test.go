@@ -155,3 +155,21 @@ func TestSampledScanStillSpreads(t *testing.T) {
 		t.Fatalf("%d placements on %d nodes, want 300 on 300", len(plan.Placements), len(per))
 	}
 }
+
+// TestGroupedScanOnLargeCluster: zones in contiguous name ranges, so a
+// window of nodes in name order would see one zone only; GROUP_BY must
+// still balance, and spread across nodes within each zone.
+func TestGroupedScanOnLargeCluster(t *testing.T) {
+	snap := Snapshot{Nodes: append(append(zoned("a", "a", 150), zoned("b", "b", 150)...), zoned("c", "c", 150)...)}
+	plan := Schedule(snap, asks("i", "web", 300, cons(model.Constraint{Field: "zone", Op: model.OpGroupBy})))
+	if got := perValue(t, snap, plan, "zone"); !reflect.DeepEqual(got, map[string]int{"a": 100, "b": 100, "c": 100}) {
+		t.Fatalf("per zone %v", got)
+	}
+	per := map[string]int{}
+	for _, p := range plan.Placements {
+		per[p.Node]++
+	}
+	if len(per) != 300 {
+		t.Fatalf("300 instances on %d nodes, want one per node", len(per))
+	}
+}

@@ -6,6 +6,8 @@ type fieldIndex struct {
 	name  string
 	ids   []int32
 	names []string
+	// nodes lists the nodes per value id, built on first use.
+	nodes [][]*nodeState
 }
 
 // missing is the value id of nodes without the attribute.

@@ -119,7 +119,12 @@ func (s *scheduler) place(a *Ask) (Placement, string) {
 		}
 		candidates = []*nodeState{n}
 	}
-	fit := s.filter(candidates, static, pc, nil, s.window(len(candidates), pc))
+	var fit []*nodeState
+	if s.groupedScan(len(candidates), pc) {
+		fit = s.filterGrouped(static, pc, window(len(candidates)))
+	} else {
+		fit = s.filter(candidates, static, pc, nil, s.window(len(candidates), pc))
+	}
 	if len(fit) == 0 {
 		// Refusals are only collected when nothing fits: the same scan
 		// again, recording every node's reason.
@@ -139,26 +144,6 @@ func (s *scheduler) place(a *Ask) (Placement, string) {
 	best.reserve(a, ports)
 	pc.self.add(best)
 	return Placement{InstanceID: a.InstanceID, Node: best.node.Name, HostPorts: ports, GPUs: gpus}, ""
-}
-
-// Sampling: on a large cluster an ask whose score needs no global view
-// (the default spread strategy, without GROUP_BY, spread or preferred
-// affinity) stops after finding a window of fitting nodes, as
-// Kubernetes' percentageOfNodesToScore does. Each scan starts where the
-// previous one stopped, so asks still cover every node in turn. The
-// window is deterministic: it depends only on the call's inputs.
-const (
-	minWindow        = 100
-	minWindowPercent = 5
-)
-
-// window returns how many fitting nodes are enough for pc, 0 for all.
-func (s *scheduler) window(candidates int, pc *askCtx) int {
-	if candidates <= minWindow || pc.binpack || pc.hasSpread || len(pc.groups) > 0 || len(pc.preferred) > 0 {
-		return 0
-	}
-	pct := max(50-candidates/125, minWindowPercent)
-	return max(candidates*pct/100, minWindow)
 }
 
 // filter returns the candidates that pass every filter, recording the
