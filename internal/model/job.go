@@ -115,8 +115,7 @@ type JobStatus struct {
 	Completions int `json:"completions"`
 	// Succeeded counts instances that exited 0.
 	Succeeded int `json:"succeeded"`
-	// Failed counts failed attempts: failed instances plus in-place
-	// restarts after a failure.
+	// Failed counts failed attempts (see Instance.FailedAttempts).
 	Failed int `json:"failed"`
 	// Active counts instances pending or running.
 	Active int `json:"active"`
@@ -140,6 +139,18 @@ func (i *Instance) FailedFinally() bool {
 		(i.Outcome == "" && i.Active() && i.Status.State == StateFailed && i.Status.NextRestartAt == nil)
 }
 
+// FailedAttempts counts an instance's failures against a batch app's
+// backoff limit: in-place restarts after failed exits (restart policy
+// on-failure), failed starts the agent retries (Status.Failures), or its
+// one final failure.
+func (i *Instance) FailedAttempts() int {
+	n := max(i.Status.Restarts, i.Status.Failures)
+	if n == 0 && i.FailedFinally() {
+		n = 1
+	}
+	return n
+}
+
 // BatchProgress counts a batch app's instances of its current revision.
 // Instances carry their outcome once the deployment controller recorded
 // it; until then their status decides.
@@ -150,12 +161,11 @@ func BatchProgress(app *App, insts []Instance) JobStatus {
 		if in.Revision != app.Revision {
 			continue
 		}
-		js.Failed += in.Status.Restarts
+		js.Failed += in.FailedAttempts()
 		switch {
 		case in.Succeeded():
 			js.Succeeded++
 		case in.FailedFinally():
-			js.Failed++
 		case in.Active():
 			js.Active++
 		}

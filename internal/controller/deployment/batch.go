@@ -7,10 +7,11 @@ import (
 )
 
 // decideBatch runs a batch app to completion: keep up to Parallelism
-// instances running until Completions have succeeded; a failure (an
-// instance that failed for good, or an in-place restart after a failure
-// under restart policy on-failure) counts against BackoffLimit, and
-// exceeding it fails the job. Ended instances are recorded with their
+// instances running until Completions have succeeded; failures (an
+// instance that failed for good, an in-place restart after a failed exit
+// under restart policy on-failure, a failed start the agent retries; see
+// Instance.FailedAttempts) count against BackoffLimit, and exceeding it
+// fails the job. Ended instances are recorded with their
 // outcome (Finish) and stopped, never restarted. A new revision runs the
 // job again from zero: instances of older revisions are stopped at once.
 func decideBatch(d Decision, app *model.App, cur, old, records []*model.Instance) Decision {
@@ -20,24 +21,20 @@ func decideBatch(d Decision, app *model.App, cur, old, records []*model.Instance
 	completions, limit := app.Spec.BatchCompletions(), app.Spec.BatchBackoffLimit()
 	succeeded, failed := 0, 0
 	for _, in := range records {
-		failed += in.Status.Restarts
-		switch in.Outcome {
-		case model.OutcomeSucceeded:
+		failed += in.FailedAttempts()
+		if in.Outcome == model.OutcomeSucceeded {
 			succeeded++
-		case model.OutcomeFailed:
-			failed++
 		}
 	}
 	wasDone := succeeded >= completions || failed > limit
 	var running []*model.Instance
 	for _, in := range cur {
-		failed += in.Status.Restarts
+		failed += in.FailedAttempts()
 		switch {
 		case in.Succeeded():
 			succeeded++
 			d.Finish = append(d.Finish, Finish{ID: in.ID, Outcome: model.OutcomeSucceeded, Reason: "exited 0"})
 		case in.FailedFinally():
-			failed++
 			d.Finish = append(d.Finish, Finish{ID: in.ID, Outcome: model.OutcomeFailed, Reason: failReason(in)})
 		default:
 			running = append(running, in)

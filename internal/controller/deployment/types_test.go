@@ -239,3 +239,15 @@ func TestBatchRunsToCompletion(t *testing.T) {
 		t.Fatalf("progress %+v after %d attempts", js, attempt)
 	}
 }
+
+// TestBatchCountsFailedStarts: an instance whose start keeps failing (the
+// agent retries it with a backoff, counting Status.Failures) fails the job
+// once the failures exceed the limit.
+func TestBatchCountsFailedStarts(t *testing.T) {
+	in := inst("a", 1, model.StateFailed, 0)
+	in.Status.Failures, in.Status.NextRestartAt = 3, &t0
+	d := Decide(batchApp(1, 1, 1, 2), []model.Instance{in}, readyNodes)
+	if d.Job == nil || d.Job.Reason != "JobFailed" || len(d.Finish) != 1 || d.Finish[0].Outcome != model.OutcomeStopped {
+		t.Fatalf("decision %+v", d)
+	}
+}
