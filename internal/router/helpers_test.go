@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -97,7 +96,7 @@ func hostPort(srv *httptest.Server) string { return srv.Listener.Addr().String()
 // ends.
 func startRouter(t testing.TB, st store.Store, o Options) *Router {
 	t.Helper()
-	o.Source = NewStoreSource(st, nil)
+	o.Source = NewStoreSource(st, o.Log)
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
 	}
@@ -212,7 +211,6 @@ func (s *syncBuffer) String() string {
 
 func route(host string) model.Route { return model.Route{Host: host, Port: "http"} }
 
-var _ = fmt.Sprintf
 
 func newHandlerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
 	t.Helper()

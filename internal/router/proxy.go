@@ -138,7 +138,10 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 // the request can go to another one.
 type dialError struct{ err error }
 
+// Error is the dial error's message.
 func (e *dialError) Error() string { return e.err.Error() }
+
+// Unwrap returns the dial error.
 func (e *dialError) Unwrap() error { return e.err }
 
 // retryTransport picks the upstream for each try.
@@ -203,6 +206,7 @@ type trackedBody struct {
 	done func()
 }
 
+// Close closes the body and reports the request done once.
 func (b *trackedBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(b.done)
@@ -214,6 +218,7 @@ type trackedRWC struct {
 	w io.Writer
 }
 
+// Write writes to the upgraded connection.
 func (b *trackedRWC) Write(p []byte) (int, error) { return b.w.Write(p) }
 
 // recorder remembers the status for logs and metrics; Unwrap lets the
@@ -224,6 +229,7 @@ type recorder struct {
 	wrote  bool
 }
 
+// WriteHeader records the final status code.
 func (w *recorder) WriteHeader(code int) {
 	if !w.wrote && code >= 200 || code == http.StatusSwitchingProtocols {
 		w.status = code
@@ -232,11 +238,13 @@ func (w *recorder) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write marks the response started.
 func (w *recorder) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap gives http.ResponseController the underlying writer.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func plainError(w http.ResponseWriter, code int, msg string) {

@@ -278,11 +278,13 @@ func (r *Router) intN(n int) int {
 // lockedRand adapts Router.intN to traffic.Rand.
 type lockedRand struct{ r *Router }
 
+// IntN implements traffic.Rand.
 func (l lockedRand) IntN(n int) int { return l.r.intN(n) }
 
 // globalRand is math/rand/v2's concurrency-safe global source.
 type globalRand struct{}
 
+// IntN implements traffic.Rand.
 func (globalRand) IntN(n int) int { return rand.IntN(n) }
 
 func equalStrings(a, b []string) bool {

@@ -2,14 +2,18 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store/bolt"
 )
 
 func TestRouteFollowsInstances(t *testing.T) {
@@ -234,4 +238,43 @@ func TestMetricsAreServed(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// TestSourceRelistsAfterDroppedWatch: with a tiny watch buffer the store
+// drops the router's watch under a burst of writes; the source lists
+// again and the table ends up matching the store.
+func TestSourceRelistsAfterDroppedWatch(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{WatchBuffer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	put(t, st, model.NodeKey("n1"), model.Node{Name: "n1", Status: model.NodeReady})
+	putApp(t, st, "burst", 1, route("burst.test"))
+	logs := &syncBuffer{}
+	r := startRouter(t, st, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	be := backend(t, "A")
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				putInstance(t, st, "burst", fmt.Sprintf("i%d-%02d", w, i), 1, hostPort(be), func(in *model.Instance) {
+					if i%2 == 1 {
+						in.Desired = model.DesiredStop
+					}
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, "100 ready instances in the table", func() bool {
+		rt := r.Table().Match("burst.test", "/")
+		return rt != nil && len(rt.Backends) == 100
+	})
+	if code, body := get(t, newClient(t), r, "burst.test", "/"); code != 200 || body != "A" {
+		t.Fatalf("%d %q", code, body)
+	}
+	t.Logf("watch re-listed %d times", strings.Count(logs.String(), "listing again"))
 }
