@@ -211,7 +211,6 @@ func (s *syncBuffer) String() string {
 
 func route(host string) model.Route { return model.Route{Host: host, Port: "http"} }
 
-
 func newHandlerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
