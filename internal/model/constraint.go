@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -67,9 +68,32 @@ type Constraint struct {
 	// Value is the operand: the value for equals, notEquals and IS, the
 	// regular expression for LIKE and UNLIKE, the count for MAX_PER, the
 	// optional value for CLUSTER and the optional group count for GROUP_BY.
-	Value string `json:"value,omitempty"`
+	Value Scalar `json:"value,omitempty"`
 	// Values is the set for in.
 	Values []string `json:"values,omitempty"`
+}
+
+// Scalar is a string that may be written as a YAML/JSON number or
+// boolean too (`value: 3` for MAX_PER); it is stored as a string.
+type Scalar string
+
+// UnmarshalJSON accepts a string, a number or a boolean.
+func (s *Scalar) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err == nil {
+		*s = Scalar(str)
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v.(type) {
+	case float64, bool:
+		*s = Scalar(strings.TrimSpace(string(b)))
+		return nil
+	}
+	return fmt.Errorf("must be a string or a number, got %s", strings.TrimSpace(string(b)))
 }
 
 // Target is the field the constraint compares: Field, or
@@ -184,15 +208,15 @@ func (v *validator) constraints(cs []Constraint) {
 		case OpLike, OpUnlike:
 			if c.Value == "" {
 				v.add(f+".value", "is required for %s (a regular expression)", c.Op)
-			} else if _, err := LikePattern(c.Value); err != nil {
+			} else if _, err := LikePattern(string(c.Value)); err != nil {
 				v.add(f+".value", "is not a valid regular expression: %v", err)
 			}
 		case OpMaxPer:
-			if n, err := strconv.Atoi(c.Value); err != nil || n < 1 {
+			if n, err := strconv.Atoi(string(c.Value)); err != nil || n < 1 {
 				v.add(f+".value", "must be a whole number >= 1 for MAX_PER, got %q", c.Value)
 			}
 		case OpGroupBy:
-			if n, err := strconv.Atoi(c.Value); c.Value != "" && (err != nil || n < 1) {
+			if n, err := strconv.Atoi(string(c.Value)); c.Value != "" && (err != nil || n < 1) {
 				v.add(f+".value", "must be empty or the number of groups (>= 1) for GROUP_BY, got %q", c.Value)
 			}
 		case OpUnique:

@@ -120,3 +120,18 @@ func TestNodeAttribute(t *testing.T) {
 		t.Error("os should be missing")
 	}
 }
+
+func TestConstraintValueScalar(t *testing.T) {
+	s, err := ParseSpec([]byte("name: web\nimage: nginx\nconstraints: [{field: zone, op: MAX_PER, value: 3}, {field: gpu, op: IS, value: true}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Constraints[0].Value != "3" || s.Constraints[1].Value != "true" {
+		t.Fatalf("values %q %q", s.Constraints[0].Value, s.Constraints[1].Value)
+	}
+	_, err = ParseSpec([]byte("name: web\nimage: nginx\nconstraints: [{field: zone, op: IS, value: [a]}]\n"))
+	verr, ok := err.(*ValidationError)
+	if !ok || verr.Errors[0].Field != "constraints[0].value" {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -74,7 +74,7 @@ func staticConstraints(c *call, n *nodeState, a *Ask) string {
 			continue
 		}
 		if !c.holds(n.node, k) {
-			want := k.Value
+			want := string(k.Value)
 			if k.Op == model.OpIn {
 				want = fmt.Sprint(k.Values)
 			}
@@ -89,9 +89,9 @@ func (c *call) holds(n *model.Node, k *model.Constraint) bool {
 	v, has := n.Attribute(k.Target())
 	switch k.Op {
 	case model.OpEquals, model.OpIs, model.OpCluster:
-		return has && v == k.Value
+		return has && v == string(k.Value)
 	case model.OpNotEquals:
-		return !has || v != k.Value
+		return !has || v != string(k.Value)
 	case model.OpIn:
 		for _, w := range k.Values {
 			if has && v == w {
@@ -100,9 +100,9 @@ func (c *call) holds(n *model.Node, k *model.Constraint) bool {
 		}
 		return false
 	case model.OpLike:
-		return has && c.match(k.Value, v)
+		return has && c.match(string(k.Value), v)
 	case model.OpUnlike:
-		return !has || !c.match(k.Value, v)
+		return !has || !c.match(string(k.Value), v)
 	}
 	return false
 }
@@ -121,7 +121,7 @@ func staticKey(a *Ask) string {
 		b.WriteByte(1)
 		b.WriteString(k.Op)
 		b.WriteByte(1)
-		b.WriteString(k.Value)
+		b.WriteString(string(k.Value))
 		for _, v := range k.Values {
 			b.WriteByte(2)
 			b.WriteString(v)
@@ -212,7 +212,7 @@ func (s *scheduler) prepare(a *Ask) *askCtx {
 		case model.OpUnique:
 			pc.counts = append(pc.counts, countRule{f: f, name: name, op: k.Op, max: 1})
 		case model.OpMaxPer:
-			n, _ := strconv.Atoi(k.Value)
+			n, _ := strconv.Atoi(string(k.Value))
 			pc.counts = append(pc.counts, countRule{f: f, name: name, op: k.Op, max: n})
 		case model.OpCluster:
 			if k.Value == "" {
@@ -231,7 +231,7 @@ func (s *scheduler) prepare(a *Ask) *askCtx {
 				pc.counts = append(pc.counts, r)
 			}
 		case model.OpGroupBy:
-			n, _ := strconv.Atoi(k.Value)
+			n, _ := strconv.Atoi(string(k.Value))
 			if f == nil {
 				f = s.field(model.FieldHostname)
 			}
