@@ -251,3 +251,46 @@ func TestBatchCountsFailedStarts(t *testing.T) {
 		t.Fatalf("decision %+v", d)
 	}
 }
+
+// TestSystemRolloutConverges simulates a system app's rollout over 4
+// nodes where new instances become ready at once: at most one node is
+// without an instance at any step, and every node ends on revision 2.
+func TestSystemRolloutConverges(t *testing.T) {
+	nodes := nodeSet(sysNode("n1"), sysNode("n2"), sysNode("n3"), sysNode("n4"))
+	var insts []model.Instance
+	for _, n := range []string{"n1", "n2", "n3", "n4"} {
+		insts = append(insts, on("old-"+n, 1, "running", n))
+	}
+	a := systemApp(2)
+	for step := 0; step < 50; step++ {
+		d := Decide(a, insts, nodes)
+		if d.Create != 0 {
+			t.Fatalf("system app asked for %d unpinned instances", d.Create)
+		}
+		for _, s := range d.Stop { // stopped instances go away at once
+			for i := range insts {
+				if insts[i].ID == s.ID {
+					insts = append(insts[:i], insts[i+1:]...)
+					break
+				}
+			}
+		}
+		for _, n := range d.CreateOn {
+			insts = append(insts, on(fmt.Sprintf("new-%s", n), 2, "running", n))
+		}
+		if len(insts) < 3 {
+			t.Fatalf("step %d: only %d instances", step, len(insts))
+		}
+		if len(d.Stop) == 0 && len(d.CreateOn) == 0 {
+			break
+		}
+	}
+	if len(insts) != 4 {
+		t.Fatalf("%d instances, want 4", len(insts))
+	}
+	for _, in := range insts {
+		if in.Revision != 2 {
+			t.Fatalf("%s still at revision %d", in.ID, in.Revision)
+		}
+	}
+}
