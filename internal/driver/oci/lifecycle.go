@@ -3,7 +3,6 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -150,19 +151,36 @@ func (d *Driver) launch(ctx context.Context, rt *runtime, id string, again bool)
 	if _, err := shim.Launch(d.shimDir(id), spec); err != nil {
 		return fmt.Errorf("start %s: %w", rt.name, err)
 	}
+	created := false
 	for {
-		if _, err := os.Stat(pid); err == nil {
+		if !created {
+			_, err := os.Stat(pid)
+			created = err == nil
+		}
+		if created && rt.name != Runsc {
+			// runc and crun check the command before they write the pid
+			// file: the container exists and its process will run.
 			return nil
+		}
+		if created {
+			// runsc writes the pid file for the sandbox and only then
+			// loads the command: wait until the runtime reports the
+			// container running, or for its exit ("stopped" is also
+			// what a failed start looks like for a moment).
+			if cs, err := rt.state(ctx, id); err == nil && (cs.Status == "running" || cs.Status == "paused") {
+				return nil
+			}
 		}
 		st, err := shim.Read(d.shimDir(id))
 		if err != nil {
 			return fmt.Errorf("oci: %w", err)
 		}
 		if !st.Running {
-			if _, err := os.Stat(pid); err == nil {
+			msg := d.runtimeMessage(id, st)
+			if _, err := os.Stat(pid); err == nil && !runscStartFailed(rt, st, msg) {
 				return nil // started and already exited
 			}
-			return fmt.Errorf("%s could not start the container: %s", rt.name, d.runtimeMessage(id, st))
+			return fmt.Errorf("%s could not start the container: %s", rt.name, msg)
 		}
 		select {
 		case <-ctx.Done():
@@ -173,6 +191,16 @@ func (d *Driver) launch(ctx context.Context, rt *runtime, id string, again bool)
 	}
 }
 
+// runscStartFailed tells runsc's own failure to start the command (it
+// exits 128 with "running container: …") from a workload that ran and
+// exited.
+func runscStartFailed(rt *runtime, st shim.State, msg string) bool {
+	return rt.name == Runsc && st.ExitCode == 128 && strings.Contains(msg, "running container: ")
+}
+
+// logfmtMsg finds the msg="…" of a logfmt line (runc logs its errors so).
+var logfmtMsg = regexp.MustCompile(`\bmsg=("(?:[^"\\]|\\.)*")`)
+
 // runtimeMessage is what the runtime printed before it gave up (the last
 // lines of the log), or the shim's error.
 func (d *Driver) runtimeMessage(id string, st shim.State) string {
@@ -180,8 +208,19 @@ func (d *Driver) runtimeMessage(id string, st shim.State) string {
 	if err == nil {
 		b, _ := io.ReadAll(io.LimitReader(rc, 4096))
 		rc.Close()
-		if msg := string(bytes.ReplaceAll(bytes.TrimSpace(b), []byte("\n"), []byte("; "))); msg != "" {
-			return msg
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if m := logfmtMsg.FindStringSubmatch(l); m != nil {
+				if u, err := strconv.Unquote(m[1]); err == nil {
+					l = u
+				}
+			}
+			if l = strings.TrimSpace(l); l != "" {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > 0 {
+			return strings.Join(lines, "; ")
 		}
 	}
 	if st.Error != "" {

@@ -245,7 +245,7 @@ func TestRuntimeSelection(t *testing.T) {
 // TestStartFailureLeavesNothing: the runtime's own refusal (a command
 // missing from the image) comes back from Start, and nothing remains.
 func TestStartFailureLeavesNothing(t *testing.T) {
-	for _, name := range []string{Runc, Crun} {
+	for _, name := range KnownRuntimes {
 		t.Run(name, func(t *testing.T) {
 			d := newTestDriver(t, name)
 			tk := task(randomID(t), "")
@@ -253,6 +253,9 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 			_, err := d.Start(testCtx(t), tk)
 			if err == nil || !strings.Contains(err.Error(), "/no/such/binary") {
 				t.Fatalf("Start = %v, want the runtime's message naming the binary", err)
+			}
+			if testing.Verbose() {
+				t.Log(err)
 			}
 			if _, serr := os.Stat(d.dir(tk.InstanceID)); !os.IsNotExist(serr) {
 				t.Errorf("workload dir left behind: %v", serr)
