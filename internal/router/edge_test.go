@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,4 +257,41 @@ func TestTCPRoute(t *testing.T) {
 		}
 		return err != nil
 	})
+}
+
+// TestStreamingIsFlushed: a server-sent-events response reaches the
+// client chunk by chunk, not when the upstream finishes.
+func TestStreamingIsFlushed(t *testing.T) {
+	st := newStore(t)
+	putApp(t, st, "sse", 1, route("sse.test"))
+	release := make(chan struct{})
+	be := newHandlerServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		<-release
+		_, _ = io.WriteString(w, "data: second\n\n")
+	})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before the backend's Close, even on failure
+	putInstance(t, st, "sse", "s1", 1, hostPort(be))
+	r := startRouter(t, st, Options{})
+	eventually(t, "s1 routed", func() bool { return backendsOf(r, "sse.test", "/") == "s1" })
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.Addrs().HTTP+"/events", nil)
+	req.Host = "sse.test"
+	resp, err := newClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "data: first\n" {
+		t.Fatalf("first event before the upstream finished: %q %v", line, err)
+	}
+	unblock()
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "\ndata: second\n\n" {
+		t.Fatalf("rest %q", rest)
+	}
 }

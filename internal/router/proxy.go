@@ -110,7 +110,7 @@ func (r *Router) newReverseProxy() http.Handler {
 			pr.SetXForwarded()
 		},
 		Transport:     &retryTransport{r: r, base: base},
-		FlushInterval: -1, // stream: flush every write (SSE, long polls)
+		FlushInterval: 0, // SSE and bodies of unknown length are flushed as written
 		ErrorHandler:  r.proxyError,
 		ErrorLog:      nil,
 	}

@@ -148,6 +148,9 @@ func TestLeastConnectionsPicksIdleBackend(t *testing.T) {
 		fastHits.Add(1)
 		_, _ = io.WriteString(w, "fast")
 	})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before the backends' Close, even on failure
 	putInstance(t, st, "lc", "slow", 1, hostPort(slow))
 	r := startRouter(t, st, Options{})
 	eventually(t, "slow in the table", func() bool { return backendsOf(r, "lc.test", "/") == "slow" })
@@ -155,7 +158,14 @@ func TestLeastConnectionsPicksIdleBackend(t *testing.T) {
 	var held sync.WaitGroup
 	for i := 0; i < 3; i++ {
 		held.Add(1)
-		go func() { defer held.Done(); get(t, c, r, "lc.test", "/") }()
+		go func() {
+			defer held.Done()
+			req, _ := http.NewRequest(http.MethodGet, "http://"+r.Addrs().HTTP+"/", nil)
+			req.Host = "lc.test"
+			if resp, err := c.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
 	}
 	eventually(t, "3 requests held by slow", func() bool { return slowHits.Load() == 3 })
 	putInstance(t, st, "lc", "fast", 1, hostPort(fast))
@@ -165,7 +175,7 @@ func TestLeastConnectionsPicksIdleBackend(t *testing.T) {
 			t.Fatalf("request %d: %d %q, want the idle backend", i, code, body)
 		}
 	}
-	close(release)
+	unblock()
 	held.Wait()
 	if slowHits.Load() != 3 || fastHits.Load() != 10 {
 		t.Fatalf("slow %d fast %d", slowHits.Load(), fastHits.Load())
