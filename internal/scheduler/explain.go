@@ -2,31 +2,11 @@ package scheduler
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/berth-dev/berth/internal/model"
 )
-
-// regexpResult is a compiled LIKE/UNLIKE pattern (nil if it does not
-// compile, which validation prevents).
-type regexpResult struct{ re *regexp.Regexp }
-
-// match reports whether v matches the whole of expr, compiling expr once
-// per call.
-func (c *call) match(expr, v string) bool {
-	r, ok := c.regex[expr]
-	if !ok {
-		re, err := model.LikePattern(expr)
-		if err != nil {
-			re = nil
-		}
-		r = regexpResult{re: re}
-		c.regex[expr] = r
-	}
-	return r.re != nil && r.re.MatchString(v)
-}
 
 // nodeClass groups nodes with the same attributes and labels (all but
 // hostname and kernel), so refusals read per kind of node.

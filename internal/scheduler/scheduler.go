@@ -3,11 +3,14 @@
 // Plan. No I/O, no clock, no randomness. The plan is committed elsewhere
 // (controller/placement) with optimistic concurrency.
 //
-// A placement runs filters (plugins.go: static ones that depend only on the
-// node and the ask's spec, shared by every ask with the same spec in one
-// call; dynamic ones that depend on what is reserved), then scorers. The
-// instances of the snapshot are indexed per app and node once per call
-// (index.go), so the cost of one ask is O(nodes), not O(nodes × instances).
+// A placement runs filters — static ones that depend only on the node and
+// the ask's spec, computed once per call for every ask with the same spec
+// (filters.go); dynamic ones that depend on what is reserved: counts of
+// instances per attribute value, affinity, capacity (askctx.go) — then
+// scorers (score.go). The instances of the snapshot are indexed per app and
+// node once per call (index.go), so the cost of one ask is O(nodes), never
+// O(nodes × instances); large clusters are sampled (sampling.go). Refusals
+// are explained per node class (explain.go).
 package scheduler
 
 import (
