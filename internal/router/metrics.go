@@ -49,6 +49,30 @@ func newMetrics() *metrics {
 	return m
 }
 
+// upstreamActive is a collector reading the balancer's in-flight counts
+// at scrape time, so the request path pays nothing for it.
+type upstreamActive struct {
+	b    *balancer
+	desc *prometheus.Desc
+}
+
+func newUpstreamActive(b *balancer) *upstreamActive {
+	return &upstreamActive{b: b, desc: prometheus.NewDesc("berth_router_upstream_active",
+		"Requests and tcp connections in flight per upstream (what leastConnections balances on).", []string{"upstream"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (u *upstreamActive) Describe(ch chan<- *prometheus.Desc) { ch <- u.desc }
+
+// Collect implements prometheus.Collector.
+func (u *upstreamActive) Collect(ch chan<- prometheus.Metric) {
+	u.b.mu.Lock()
+	defer u.b.mu.Unlock()
+	for addr, up := range u.b.ups {
+		ch <- prometheus.MustNewConstMetric(u.desc, prometheus.GaugeValue, float64(up.active.Load()), addr)
+	}
+}
+
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }

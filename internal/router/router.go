@@ -107,6 +107,7 @@ func New(o Options) (*Router, error) {
 	}
 	r := &Router{o: o, log: o.Log, bal: newBalancer(), metrics: newMetrics(), access: newAccessLog(o.AccessLog),
 		ready: make(chan struct{})}
+	r.metrics.reg.MustRegister(newUpstreamActive(r.bal))
 	r.table.Store(&table.Table{TCP: map[int]*table.Route{}})
 	r.certs.Store(&certIndex{})
 	r.proxy = r.newReverseProxy()

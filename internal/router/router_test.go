@@ -243,6 +243,7 @@ func TestMetricsAreServed(t *testing.T) {
 		`berth_router_request_duration_seconds_count{route="default/m m.test/",upstream="` + hostPort(a) + `"} 1`,
 		`berth_router_active_connections{listener="http"}`,
 		`berth_router_routes 1`,
+		`berth_router_upstream_active{upstream="` + hostPort(a) + `"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
