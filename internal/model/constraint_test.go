@@ -135,3 +135,40 @@ func TestConstraintValueScalar(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestTypeStatus(t *testing.T) {
+	n := func(i int) *int { return &i }
+	batch := &App{Revision: 1, Spec: AppSpec{Type: TypeBatch, Completions: n(3), Parallelism: n(2), BackoffLimit: n(1)}}
+	done := func(id, outcome string, restarts int) Instance {
+		return Instance{ID: id, Revision: 1, Desired: DesiredStop, Outcome: outcome,
+			Status: InstanceStatus{State: StateStopped, Restarts: restarts}}
+	}
+	running := Instance{ID: "r", Revision: 1, Desired: DesiredRun, Node: "n1", Status: InstanceStatus{State: StateRunning}}
+	st := AppStatus{Failing: true}
+	TypeStatus(batch, []Instance{done("a", OutcomeSucceeded, 0), running}, &st)
+	if st.Job == nil || st.Job.Succeeded != 1 || st.Job.Active != 1 || st.Desired != 2 || st.Converged || st.Failing {
+		t.Fatalf("running job: %+v %+v", st, st.Job)
+	}
+	st = AppStatus{}
+	TypeStatus(batch, []Instance{done("a", OutcomeSucceeded, 0), done("b", OutcomeSucceeded, 0), done("c", OutcomeSucceeded, 1)}, &st)
+	if !st.Converged || st.Failing || st.Desired != 0 || st.Job.Failed != 1 {
+		t.Fatalf("complete job: %+v %+v", st, st.Job)
+	}
+	st = AppStatus{}
+	TypeStatus(batch, []Instance{done("a", OutcomeFailed, 0), done("b", OutcomeFailed, 0)}, &st)
+	if st.Converged || !st.Failing || st.Message != "job failed: 2 failures exceed backoffLimit 1 (0/3 succeeded)" {
+		t.Fatalf("failed job: %+v", st)
+	}
+	system := &App{Revision: 2, Spec: AppSpec{Type: TypeSystem, Instances: n(1)}}
+	st = AppStatus{Desired: 1, Ready: 2, Running: 2}
+	TypeStatus(system, []Instance{running, running}, &st)
+	if st.Desired != 0 || st.Converged {
+		t.Fatalf("system with old instances only: %+v", st)
+	}
+	running.Revision = 2
+	st = AppStatus{Desired: 1, Ready: 2, Running: 2}
+	TypeStatus(system, []Instance{running, running}, &st)
+	if st.Desired != 2 || !st.Converged {
+		t.Fatalf("system: %+v", st)
+	}
+}

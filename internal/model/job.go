@@ -1,5 +1,7 @@
 package model
 
+import "fmt"
+
 // App types (AppSpec.Type).
 const (
 	// TypeService keeps Instances running (the default; stored as "").
@@ -173,4 +175,46 @@ func BatchProgress(app *App, insts []Instance) JobStatus {
 	js.Complete = js.Succeeded >= js.Completions
 	js.JobFailed = !js.Complete && js.Failed > app.Spec.BatchBackoffLimit()
 	return js
+}
+
+// TypeStatus adjusts a status computed the service way (apps.Status) to
+// the app's type; call it last.
+//
+//   - system: Desired is the number of active instances of the current
+//     revision (one per eligible node, as the deployment loop creates
+//     them), and Converged follows from it.
+//   - batch: Job holds the progress; Desired is how many run now;
+//     Converged means complete and Failing means the job failed (an
+//     instance failing is retried and does not make the app failing).
+func TypeStatus(app *App, insts []Instance, st *AppStatus) {
+	switch {
+	case app.Deleting:
+	case app.Spec.IsSystem():
+		st.Desired = 0
+		for i := range insts {
+			if insts[i].Active() && insts[i].Revision == app.Revision {
+				st.Desired++
+			}
+		}
+		st.Converged = st.Ready == st.Desired && st.Outdated == 0 && st.Stopping == 0 &&
+			st.Ready == st.Running && st.Pending == 0 && st.Failed == 0
+		if st.Converged {
+			st.Failing, st.Message = false, ""
+		}
+	case app.Spec.IsBatch():
+		js := BatchProgress(app, insts)
+		st.Job = &js
+		st.Desired = 0
+		if !js.Complete && !js.JobFailed {
+			st.Desired = min(app.Spec.BatchParallelism(), js.Completions-js.Succeeded)
+		}
+		st.Converged, st.Failing = js.Complete, js.JobFailed
+		switch {
+		case js.Complete:
+			st.Message = ""
+		case js.JobFailed:
+			st.Message = fmt.Sprintf("job failed: %d failures exceed backoffLimit %d (%d/%d succeeded)",
+				js.Failed, app.Spec.BatchBackoffLimit(), js.Succeeded, js.Completions)
+		}
+	}
 }
