@@ -223,3 +223,22 @@ func TestMatchesNode(t *testing.T) {
 		t.Fatalf("got %q", r)
 	}
 }
+
+// TestRefusalsIgnoreNoisyLabels: a label that differs on every node does
+// not clutter the refusal when zone tells the groups apart.
+func TestRefusalsIgnoreNoisyLabels(t *testing.T) {
+	var nodes []model.Node
+	for i, z := range []string{"a", "a", "b", "b", "b"} {
+		nodes = append(nodes, node(fmt.Sprintf("n%d", i), 1000, gi, label("serial", fmt.Sprint(1000+i)), func(n *model.Node) {
+			n.Zone = z
+			if z == "a" {
+				n.Capacity.CPU = 100
+			}
+		}))
+	}
+	plan := Schedule(Snapshot{Nodes: nodes}, []Ask{ask("i0", "web", 500, 0, cons(model.Constraint{Field: "zone", Op: model.OpIs, Value: "a"}))})
+	want := "0/5 nodes fit: zone=b (3 nodes): constraint zone IS a not met; zone=a (2 nodes): insufficient cpu (need 0.5, free 0.1)"
+	if got := failures(plan)["i0"]; got != want {
+		t.Fatalf("reason\n got %q\nwant %q", got, want)
+	}
+}

@@ -87,9 +87,10 @@ func (r *refusals) explain(total int) string {
 	// Classes refused for the same reasons merge: grouping by class
 	// only helps where the reasons differ.
 	type group struct {
-		labels []string
-		n      int
-		m      map[string]int
+		classes []*nodeClass
+		labels  []string
+		n       int
+		m       map[string]int
 	}
 	keys := distinguishing(r.byClass)
 	bySet := map[string]*group{}
@@ -109,7 +110,7 @@ func (r *refusals) explain(total int) string {
 			g.m[reason] += cnt
 			g.n += cnt
 		}
-		g.labels = append(g.labels, c.label(keys))
+		g.classes = append(g.classes, c)
 	}
 	if len(bySet) == 1 {
 		for _, g := range bySet {
@@ -117,9 +118,24 @@ func (r *refusals) explain(total int) string {
 		}
 	}
 	groups := make([]*group, 0, len(bySet))
+	sets := make([][]*nodeClass, 0, len(bySet))
 	for _, g := range bySet {
-		sort.Strings(g.labels)
 		groups = append(groups, g)
+		sets = append(sets, g.classes)
+	}
+	// Name groups by the attributes that are one value per group (zone=b)
+	// when there are such; else list the classes of each group.
+	if telling := uniformKeys(sets, keys); len(telling) > 0 {
+		for _, g := range groups {
+			g.labels = []string{g.classes[0].label(telling)}
+		}
+	} else {
+		for _, g := range groups {
+			for _, c := range g.classes {
+				g.labels = append(g.labels, c.label(keys))
+			}
+			sort.Strings(g.labels)
+		}
 	}
 	sort.Slice(groups, func(i, j int) bool {
 		if groups[i].n != groups[j].n {
@@ -144,6 +160,32 @@ func (r *refusals) explain(total int) string {
 		out = append(out, fmt.Sprintf("%s (%s): %s", strings.Join(label, " | "), plural(g.n, "node"), reasonList(g.m, g.n, false)))
 	}
 	return fmt.Sprintf("0/%d nodes fit: %s", total, strings.Join(out, "; "))
+}
+
+// uniformKeys returns the keys that have one value within every group of
+// classes and differ between groups.
+func uniformKeys(groups [][]*nodeClass, keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		values := map[string]bool{}
+		uniform := true
+		for _, g := range groups {
+			v0, ok0 := g[0].attrs[k]
+			for _, c := range g[1:] {
+				if v, ok := c.attrs[k]; v != v0 || ok != ok0 {
+					uniform = false
+				}
+			}
+			if !ok0 {
+				v0 = "\x00" // missing differs from every value
+			}
+			values[v0] = true
+		}
+		if uniform && len(values) > 1 {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // label names a class by the distinguishing keys, e.g. "zone=b".
