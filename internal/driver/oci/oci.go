@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/berth-dev/berth/internal/driver"
@@ -50,9 +51,10 @@ type Options struct {
 	// workload gets a network namespace of its own with only loopback,
 	// and published ports are refused.
 	Network network.Node
-	// Runtimes maps runtime names (runc, crun, runsc) to binaries. When
-	// nil, each known runtime is looked up in BinDir and then in PATH;
-	// a runtime that is not found is not offered.
+	// Runtimes maps runtime names (runc, crun, runsc) to binaries (a
+	// path, or a name looked up in PATH). When nil, each known runtime is
+	// looked up in BinDir and then in PATH. A runtime whose binary is not
+	// found is not offered.
 	Runtimes map[string]string
 	// BinDir is searched before PATH when Runtimes is nil (e.g. the data
 	// dir's bin).
@@ -129,6 +131,11 @@ func detectRuntimes(o Options) map[string]string {
 	found := map[string]string{}
 	if o.Runtimes != nil {
 		for name, p := range o.Runtimes {
+			if !strings.Contains(p, "/") {
+				if lp, err := exec.LookPath(p); err == nil {
+					p = lp
+				}
+			}
 			if isExecutable(p) {
 				found[name] = p
 			}

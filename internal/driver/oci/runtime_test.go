@@ -199,8 +199,9 @@ func TestReattach(t *testing.T) {
 }
 
 func TestRuntimeSelection(t *testing.T) {
+	requireRuntime(t, Runc)
 	d, err := New(Options{StateDir: tempDir(t), RootFS: newBusyboxProvider(t),
-		Runtimes: map[string]string{Runc: requireRuntime(t, Runc), Crun: "/nonexistent/crun"}})
+		Runtimes: map[string]string{Runc: "runc", Crun: "/nonexistent/crun"}})
 	if err != nil {
 		t.Fatal(err)
 	}
