@@ -25,16 +25,24 @@ var hybridMu sync.Mutex
 // `mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`. Pure v1 and
 // pure v2 hosts need nothing.
 func ensureHybridCgroups() error {
+	return moveHybridControllers("/sys/fs/cgroup", func(dir, controller string) error {
+		return unix.Mount("cgroup", dir, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, controller)
+	})
+}
+
+// moveHybridControllers mounts each controller listed in
+// <root>/unified/cgroup.controllers as a v1 hierarchy at <root>/<name>.
+func moveHybridControllers(root string, mount func(dir, controller string) error) error {
 	hybridMu.Lock()
 	defer hybridMu.Unlock()
-	b, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers")
+	b, err := os.ReadFile(filepath.Join(root, "unified", "cgroup.controllers"))
 	if err != nil {
 		return nil // not hybrid
 	}
 	for _, c := range strings.Fields(string(b)) {
-		dir := filepath.Join("/sys/fs/cgroup", c)
+		dir := filepath.Join(root, c)
 		if err := os.MkdirAll(dir, 0o755); err == nil {
-			err = unix.Mount("cgroup", dir, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, c)
+			err = mount(dir, c)
 		}
 		if err != nil {
 			return fmt.Errorf("crun cannot run on this host: the %s cgroup controller is attached to cgroup v2 in a hybrid setup, "+
