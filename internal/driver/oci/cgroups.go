@@ -41,7 +41,8 @@ func moveHybridControllers(root string, mount func(dir, controller string) error
 	}
 	for _, c := range strings.Fields(string(b)) {
 		dir := filepath.Join(root, c)
-		if err := os.MkdirAll(dir, 0o755); err == nil {
+		err := os.MkdirAll(dir, 0o755)
+		if err == nil {
 			err = mount(dir, c)
 		}
 		if err != nil {
