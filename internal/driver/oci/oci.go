@@ -189,10 +189,14 @@ func (d *Driver) Available(ctx context.Context) error {
 	return nil
 }
 
-// runtime returns the runtime for a task's Runtime field.
+// runtime returns the runtime for a task's Runtime field (a binary name;
+// "sandbox", the spec's name for runsc, is accepted too).
 func (d *Driver) runtime(name string) (*runtime, error) {
-	if name == "" {
+	switch name {
+	case "":
 		name = d.o.DefaultRuntime
+	case "sandbox": // what specs call runsc
+		name = Runsc
 	}
 	p, ok := d.runtimes[name]
 	if !ok {
@@ -219,6 +223,7 @@ func (d *Driver) lock(id string) func() {
 }
 
 var (
-	_ driver.Driver       = (*Driver)(nil)
-	_ driver.InsideDialer = (*Driver)(nil)
+	_ driver.Driver        = (*Driver)(nil)
+	_ driver.InsideDialer  = (*Driver)(nil)
+	_ driver.RuntimeLister = (*Driver)(nil)
 )

@@ -216,6 +216,10 @@ func TestRuntimeSelection(t *testing.T) {
 	if _, err := d.Start(testCtx(t), tk); err == nil || err.Error() != "runtime crun is not installed on this node" {
 		t.Fatalf("Start under a missing runtime: %v", err)
 	}
+	tk.Runtime = "sandbox"
+	if _, err := d.Start(testCtx(t), tk); err == nil || err.Error() != "runtime runsc is not installed on this node" {
+		t.Fatalf("Start under sandbox (runsc) where it is missing: %v", err)
+	}
 	tk.Runtime = "kata"
 	if _, err := d.Start(testCtx(t), tk); err == nil || !strings.Contains(err.Error(), `unknown runtime "kata"`) {
 		t.Fatalf("Start under an unknown runtime: %v", err)
