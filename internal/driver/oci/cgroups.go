@@ -52,3 +52,14 @@ func moveHybridControllers(root string, mount func(dir, controller string) error
 	}
 	return nil
 }
+
+// swapAccounting reports whether memory+swap limits can be set: on cgroup
+// v1 the memsw files exist (the kernel's swap accounting is on); cgroup v2
+// has memory.swap.max wherever the memory controller is.
+func swapAccounting() bool {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return true
+	}
+	_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+	return err == nil
+}

@@ -111,7 +111,7 @@ func (d *Driver) prepare(ctx context.Context, r *record) error {
 		return fmt.Errorf("oci: %w", err)
 	}
 	spec, err := Spec(SpecInput{Task: t, Image: m.Config, RootFS: m.Path, NetNS: r.NetNS, BundleDir: bundle,
-		Annotations: r.Labels, PidsLimit: d.o.PidsLimit})
+		Annotations: r.Labels, PidsLimit: d.o.PidsLimit, NoSwapLimit: !swapAccounting()})
 	if err != nil {
 		return err
 	}

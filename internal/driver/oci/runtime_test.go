@@ -148,12 +148,16 @@ func TestCgroupLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for file, want := range map[string]string{
+			want := map[string]string{
 				"memory/berth/" + id + "/memory.limit_in_bytes": fmt.Sprint(48 << 20),
 				"cpu/berth/" + id + "/cpu.cfs_quota_us":         "25000",
 				"cpu/berth/" + id + "/cpu.cfs_period_us":        "100000",
 				"pids/berth/" + id + "/pids.max":                "4096",
-			} {
+			}
+			if swapAccounting() {
+				want["memory/berth/"+id+"/memory.memsw.limit_in_bytes"] = fmt.Sprint(48 << 20)
+			}
+			for file, want := range want {
 				b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", file))
 				if err != nil || strings.TrimSpace(string(b)) != want {
 					t.Errorf("%s = %q, %v; want %s", file, b, err, want)

@@ -49,6 +49,9 @@ type SpecInput struct {
 	// PidsLimit bounds the number of processes; zero means 4096, negative
 	// means no limit.
 	PidsLimit int64
+	// NoSwapLimit leaves swap unset, for hosts without swap accounting
+	// (where runtimes refuse a swap limit); otherwise swap = memory.
+	NoSwapLimit bool
 }
 
 // Hostname is the hostname a workload of instance id gets: the ID cut to
@@ -112,7 +115,7 @@ func Spec(in SpecInput) (*specs.Spec, error) {
 			},
 			Devices:       devices,
 			CgroupsPath:   CgroupsPath(t.InstanceID),
-			Resources:     resources(t, in.PidsLimit, deviceRules),
+			Resources:     resources(t, in.PidsLimit, !in.NoSwapLimit, deviceRules),
 			Seccomp:       DefaultSeccomp(),
 			MaskedPaths:   append([]string(nil), maskedPaths...),
 			ReadonlyPaths: append([]string(nil), readonlyPaths...),
@@ -197,8 +200,9 @@ func mounts(t driver.Task, bundleDir string) []specs.Mount {
 }
 
 // resources turns the task's limits into cgroup settings: CPUMilli as a
-// CFS quota, MemoryBytes as the memory limit with no swap beyond it.
-func resources(t driver.Task, pidsLimit int64, devices []specs.LinuxDeviceCgroup) *specs.LinuxResources {
+// CFS quota, MemoryBytes as the memory limit with no swap beyond it (when
+// swapLimit).
+func resources(t driver.Task, pidsLimit int64, swapLimit bool, devices []specs.LinuxDeviceCgroup) *specs.LinuxResources {
 	r := &specs.LinuxResources{Devices: devices}
 	if t.CPUMilli > 0 {
 		quota, period := t.CPUMilli*cpuPeriod/1000, uint64(cpuPeriod)
@@ -209,7 +213,10 @@ func resources(t driver.Task, pidsLimit int64, devices []specs.LinuxDeviceCgroup
 	}
 	if t.MemoryBytes > 0 {
 		limit, swap := t.MemoryBytes, t.MemoryBytes
-		r.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &swap}
+		r.Memory = &specs.LinuxMemory{Limit: &limit}
+		if swapLimit {
+			r.Memory.Swap = &swap
+		}
 	}
 	if pidsLimit == 0 {
 		pidsLimit = defaultPidsLimit

@@ -238,6 +238,14 @@ func TestSpecNoNetworkAndLimits(t *testing.T) {
 	if s.Process.Cwd != "/" {
 		t.Errorf("cwd = %q", s.Process.Cwd)
 	}
+	s, err = Spec(SpecInput{Task: driver.Task{InstanceID: "a", Command: []string{"true"}, MemoryBytes: 1 << 20}, RootFS: fakeRoot(t),
+		NoSwapLimit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Linux.Resources.Memory; *m.Limit != 1<<20 || m.Swap != nil {
+		t.Errorf("memory without swap accounting: %+v", m)
+	}
 }
 
 func TestDefaultSeccomp(t *testing.T) {
