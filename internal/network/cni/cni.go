@@ -369,7 +369,10 @@ func (n *Network) teardown(ctx context.Context, r record) error {
 		}
 		n.cniMu.Lock()
 		err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(r, nsPath))
-		if err == nil && nsPath == "" {
+		if err == nil {
+			// Also with the namespace present: a sandbox runtime (gVisor)
+			// takes the veth's addresses into its own netstack, and then
+			// the plugin finds nothing to clean either.
 			err = teardownIPMasq(n.list.Name, r.ID, ip)
 		}
 		n.cniMu.Unlock()

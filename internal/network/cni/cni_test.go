@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -355,4 +356,25 @@ func TestConcurrentAttachDetach(t *testing.T) {
 		}
 		e.assertGone(ids[i], mustAddr(atts[i].ip), atts[i].port)
 	}
+}
+
+// TestDetachAfterSandboxTookAddresses: gVisor's netstack takes the veth's
+// addresses out of the namespace, so the bridge plugin's DEL finds none
+// to clean; Detach still removes the masquerade rule and chain.
+func TestDetachAfterSandboxTookAddresses(t *testing.T) {
+	e := newTestEnv(t, 24)
+	ctx := context.Background()
+	id := "berth-test-s-" + randHex(t, 3)
+	port := freePort(t)
+	a, err := e.net.Attach(ctx, id, tcp(80, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nsenter", "--net="+a.NetNS, "ip", "addr", "flush", "dev", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("flush addresses: %v\n%s", err, out)
+	}
+	if err := e.net.Detach(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	e.assertGone(id, a.IP, port)
 }

@@ -23,10 +23,11 @@ func masqComment(netName, id string) string {
 }
 
 // teardownIPMasq removes the bridge plugin's masquerade rules for a
-// workload whose namespace is gone. The plugin learns the addresses to
-// clean from the veth inside the namespace, so without the namespace its
-// DEL leaves the POSTROUTING rule and chain behind; berth knows the
-// address from its record and removes them itself. Missing rules are fine.
+// workload. The plugin learns the addresses to clean from the veth inside
+// the namespace, so when the namespace is gone, or a sandbox runtime
+// (gVisor) has taken the addresses off the veth, its DEL leaves the
+// POSTROUTING rule and chain behind; berth knows the address from its
+// record and removes them itself. Missing rules are fine.
 func teardownIPMasq(netName, id string, ip netip.Addr) error {
 	chain, comment := masqChain(netName, id), masqComment(netName, id)
 	run := func(args ...string) (string, error) {
@@ -54,5 +55,6 @@ func teardownIPMasq(netName, id string, ip netip.Addr) error {
 // delete does not exist.
 func missingRule(out string) bool {
 	return strings.Contains(out, "does a matching rule exist") || strings.Contains(out, "No chain/target/match") ||
-		strings.Contains(out, "Bad rule") || strings.Contains(out, "Couldn't load target")
+		strings.Contains(out, "Bad rule") || strings.Contains(out, "Couldn't load target") ||
+		strings.Contains(out, "does not exist") // iptables-nft, for a chain the plugin already deleted
 }
