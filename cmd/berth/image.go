@@ -46,13 +46,13 @@ func newImageLs(g *globals) *cobra.Command {
 			if ok, err := printStructured(os.Stdout, out, list); ok {
 				return err
 			}
-			t := newTable("REF", "DIGEST", "SIZE", "LAYERS", "IN USE", "LAST USED")
+			t := newTable("NAME", "DIGEST", "PLATFORM", "SIZE", "LAYERS", "IN USE", "LAST USED")
 			for _, im := range list {
 				last := "-"
 				if !im.LastUsed.IsZero() {
 					last = age(im.LastUsed) + " ago"
 				}
-				t.row(im.Ref, shortDigest(im.Digest), model.ByteSize(im.Size).Human(), im.Layers, im.InUse, last)
+				t.row(imageName(im), shortDigest(im.Digest), im.Platform, model.ByteSize(im.Size).Human(), im.Layers, im.InUse, last)
 			}
 			t.flush()
 			return nil
@@ -94,7 +94,7 @@ func newImagePull(g *globals) *cobra.Command {
 			if ok, err := printStructured(os.Stdout, out, img); ok {
 				return err
 			}
-			fmt.Printf("pulled %s (%s, %d layers, %s)\n", img.Ref, shortDigest(img.Digest), img.Layers, model.ByteSize(img.Size).Human())
+			fmt.Printf("pulled %s (%s, %d layers, %s)\n", req.Ref, shortDigest(img.Digest), img.Layers, model.ByteSize(img.Size).Human())
 			return nil
 		},
 	}
@@ -150,7 +150,7 @@ func newImageImport(g *globals) *cobra.Command {
 				return fmt.Errorf("import %s: %w", args[0], err)
 			}
 			for _, im := range imgs {
-				fmt.Printf("imported %s (%s)\n", im.Ref, shortDigest(im.Digest))
+				fmt.Printf("imported %s (%s)\n", imageName(im), shortDigest(im.Digest))
 			}
 			return nil
 		},
@@ -254,4 +254,12 @@ func shortDigest(d string) string {
 		return d[:19]
 	}
 	return d
+}
+
+// imageName is an image's names, or "<none>" for one known by digest only.
+func imageName(im model.Image) string {
+	if len(im.Names) == 0 {
+		return "<none>"
+	}
+	return strings.Join(im.Names, ",")
 }

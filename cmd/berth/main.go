@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/cliconfig"
+	"github.com/berth-dev/berth/internal/driver/shim"
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/model"
 )
@@ -34,6 +35,7 @@ func (g *globals) explicitNamespace() string {
 }
 
 func main() {
+	shim.MaybeRun() // a workload's shim is this binary re-executed
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,7 +22,8 @@ import (
 func newUp() *cobra.Command {
 	o := daemon.Options{WriteContext: true}
 	var apply []string
-	var logLevel, portRange string
+	var logLevel, portRange, subnet string
+	var noNative bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run berth on this host: API, controllers and agent, on the embedded store",
@@ -43,6 +45,12 @@ starting it again reattaches to them without restarting any.`,
 			if o.PortRange, err = parsePortRange(portRange); err != nil {
 				return err
 			}
+			o.Native.Disabled = noNative
+			if subnet != "" {
+				if o.Native.Subnet, err = netip.ParsePrefix(subnet); err != nil || !o.Native.Subnet.Addr().Is4() {
+					return fmt.Errorf("--bridge-subnet must be an IPv4 CIDR like 10.89.0.0/24, got %q", subnet)
+				}
+			}
 			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 			o.Version = version
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -62,6 +70,13 @@ starting it again reattaches to them without restarting any.`,
 	f.StringVar(&portRange, "port-range", fmt.Sprintf("%d-%d", model.DefaultPortRange[0], model.DefaultPortRange[1]),
 		"host ports assigned to instances come from this range (FROM-TO)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&noNative, "no-native", false, "docker only: no image store, node network, driver oci or process")
+	f.StringVar(&o.Native.Bridge, "bridge", "", "node network bridge for oci and process instances (default berth0)")
+	f.StringVar(&subnet, "bridge-subnet", "", "IPv4 subnet of the node network (default 10.89.0.0/24)")
+	f.StringSliceVar(&o.Native.Runtimes, "runtimes", nil, "OCI runtimes to offer (runc, crun, runsc; default: every one installed)")
+	f.StringVar(&o.Native.DefaultRuntime, "default-runtime", "", "OCI runtime for oci apps that name none (default runc)")
+	f.StringVar(&o.Native.RegistryConfig, "registry-config", "", "docker config.json with registry credentials for image pulls")
+	f.StringSliceVar(&o.Native.InsecureRegistries, "insecure-registry", nil, "registry host[:port] spoken to over plain HTTP (loopback always is)")
 	return cmd
 }
 

@@ -51,6 +51,9 @@ type Options struct {
 	Log          *slog.Logger
 	// Ready, if set, is called once the API is serving.
 	Ready func(url, token string)
+	// Native configures the image store, node network and drivers oci
+	// and process.
+	Native NativeOptions
 }
 
 // DefaultDataDir is /var/lib/berth for root, else ~/.local/share/berth.
@@ -105,10 +108,21 @@ func RunUp(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("docker driver: %w", err)
 	}
+	nat, err := startNative(o.DataDir, o.NodeName, o.Native, o.Log)
+	if err != nil {
+		return err
+	}
+	defer nat.close()
+	drivers := map[string]driver.Driver{"docker": dock}
+	nat.drivers(drivers)
+	var images api.ImageStore
+	if nat.images != nil {
+		images = imageAPI{nat.images}
+	}
 	rec := events.NewRecorder(st, o.Log)
-	ag := agent.New(agent.Options{Store: st, Drivers: map[string]driver.Driver{"docker": dock},
+	ag := agent.New(agent.Options{Store: st, Drivers: drivers,
 		NodeName: o.NodeName, PortRange: o.PortRange, WorkloadLabels: o.WorkloadLabels, Events: rec, Log: o.Log, Version: o.Version})
-	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log,
+	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log, Images: images,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -67,7 +67,7 @@ func (s *Service) Remove(ref string) error {
 	}
 	if users := s.usersOf(rec.Digest); len(users) > 0 {
 		s.mu.Unlock()
-		return fmt.Errorf("remove %s: image is in use by workload(s) %s; release them first", key, strings.Join(users, ", "))
+		return fmt.Errorf("remove %s: %w by workload(s) %s; remove them first", key, ErrInUse, strings.Join(users, ", "))
 	}
 	if _, named := s.idx.Names[key]; named {
 		delete(s.idx.Names, key)

@@ -110,6 +110,10 @@ var _ rootfs.Provider = (*Service)(nil)
 // ErrNotFound is returned (wrapped) when a reference is not in the store.
 var ErrNotFound = errors.New("image not found in the local store")
 
+// ErrInUse is returned (wrapped) by Remove for an image a workload's root
+// filesystem is made from.
+var ErrInUse = errors.New("image is in use")
+
 // Open opens (creating if needed) the image store rooted at dir. It
 // removes leftovers of interrupted downloads and unpacks and reloads the
 // containers prepared by an earlier process.

@@ -135,8 +135,15 @@ func (s *Service) loadContainers() (map[string]containerMeta, error) {
 	return out, nil
 }
 
-// usersOf returns the ids of the containers using image digest, sorted.
-// Callers hold s.mu.
+// Users returns the workloads whose root filesystem is made from the
+// image with manifest digest, sorted.
+func (s *Service) Users(digest string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usersOf(digest)
+}
+
+// usersOf is Users for callers that hold s.mu.
 func (s *Service) usersOf(digest string) []string {
 	var ids []string
 	for id, m := range s.containers {

@@ -5,17 +5,18 @@ import "time"
 // Image is one image in a node's image store (driver oci), as listed by
 // GET /v1/images.
 type Image struct {
-	// Ref is the reference it was pulled or imported as
-	// ("127.0.0.1:5000/busybox:1").
-	Ref string `json:"ref"`
+	// Names are the references that point at it
+	// ("127.0.0.1:5000/busybox:1"), sorted.
+	Names []string `json:"names"`
 	// Digest is the manifest digest.
 	Digest string `json:"digest"`
+	// Platform is os/arch[/variant].
+	Platform string `json:"platform,omitempty"`
 	// Size is the compressed size of its layers in bytes.
 	Size   int64 `json:"size"`
 	Layers int   `json:"layers"`
 	// InUse counts workloads whose root filesystem is made from it.
 	InUse    int       `json:"inUse,omitempty"`
-	Created  time.Time `json:"created,omitempty"`
 	LastUsed time.Time `json:"lastUsed,omitempty"`
 }
 
