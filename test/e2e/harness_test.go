@@ -78,10 +78,16 @@ type berth struct {
 	listen  string
 	node    string
 	ports   string // host port range, away from a developer's own berth
-	cmd     *exec.Cmd
-	logs    *bytes.Buffer
-	c       *client.Client
-	docker  *dockerclient.Client
+	// bridge and subnet are this berth's own node network, so parallel
+	// berths never share a bridge or an address range.
+	bridge string
+	subnet string
+	// extra are more `berth up` flags.
+	extra  []string
+	cmd    *exec.Cmd
+	logs   *bytes.Buffer
+	c      *client.Client
+	docker *dockerclient.Client
 }
 
 func randHex(n int) string {
@@ -109,8 +115,9 @@ func freePort(t *testing.T) string {
 }
 
 // startBerth runs `berth up` and waits until its API answers. Cleanup
-// kills it and removes every container it labelled for this test.
-func startBerth(t *testing.T) *berth {
+// removes the apps it runs, kills it, removes every container it labelled
+// for this test and tears down its native workloads and node network.
+func startBerth(t *testing.T, extraFlags ...string) *berth {
 	t.Helper()
 	dir := t.TempDir()
 	dc, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
@@ -118,10 +125,13 @@ func startBerth(t *testing.T) *berth {
 		t.Fatal(err)
 	}
 	b := &berth{t: t, dataDir: filepath.Join(dir, "data"), config: filepath.Join(dir, "context.json"),
-		listen: freePort(t), node: "berth-test-" + randHex(4), docker: dc, ports: testPortRange()}
+		listen: freePort(t), node: "berth-test-" + randHex(4), docker: dc, ports: testPortRange(),
+		bridge: "berth-test-" + randHex(2), subnet: testSubnet(), extra: extraFlags}
 	t.Cleanup(func() {
+		b.removeApps()
 		b.kill()
 		b.removeContainers()
+		b.purgeNative()
 		dc.Close()
 		if t.Failed() {
 			t.Logf("berth up output:\n%s", b.logs.String())
@@ -135,7 +145,9 @@ func (b *berth) start() {
 	b.t.Helper()
 	b.logs = &bytes.Buffer{}
 	b.cmd = exec.Command(binary, "up", "--data-dir", b.dataDir, "--listen", b.listen, "--node-name", b.node,
-		"--workload-label", "berth.test=1", "--log-level", "debug", "--port-range", b.ports)
+		"--workload-label", "berth.test=1", "--log-level", "debug", "--port-range", b.ports,
+		"--bridge", b.bridge, "--bridge-subnet", b.subnet)
+	b.cmd.Args = append(b.cmd.Args, b.extra...)
 	b.cmd.Env = append(os.Environ(), "BERTH_CONFIG="+b.config)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
 	if err := b.cmd.Start(); err != nil {
