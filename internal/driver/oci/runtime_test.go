@@ -81,7 +81,7 @@ grep -q "$(hostname)\$" /etc/hosts && echo hosts-has-self
 grep -q nameserver /etc/resolv.conf && echo resolv-ok
 touch /rootfile 2>/dev/null && echo rootfs-rw || echo rootfs-ro
 touch /scratch/f && echo tmpfs-rw
-echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo procsys-rw || echo procsys-ro
+(echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null && echo procsys-rw || echo procsys-ro
 echo masked=$(cat /proc/keys /proc/interrupts 2>/dev/null | wc -c)
 echo cwd=$(pwd)`
 	for _, name := range KnownRuntimes {
