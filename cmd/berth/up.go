@@ -23,7 +23,7 @@ func newUp() *cobra.Command {
 	o := daemon.Options{WriteContext: true}
 	var apply []string
 	var logLevel, portRange, subnet string
-	var noNative bool
+	var noNative, accessLog bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run berth on this host: API, controllers and agent, on the embedded store",
@@ -46,6 +46,9 @@ starting it again reattaches to them without restarting any.`,
 				return err
 			}
 			o.Native.Disabled = noNative
+			if accessLog {
+				o.Router.AccessLog = os.Stdout
+			}
 			if subnet != "" {
 				if o.Native.Subnet, err = netip.ParsePrefix(subnet); err != nil || !o.Native.Subnet.Addr().Is4() {
 					return fmt.Errorf("--bridge-subnet must be an IPv4 CIDR like 10.89.0.0/24, got %q", subnet)
@@ -70,6 +73,11 @@ starting it again reattaches to them without restarting any.`,
 	f.StringVar(&portRange, "port-range", fmt.Sprintf("%d-%d", model.DefaultPortRange[0], model.DefaultPortRange[1]),
 		"host ports assigned to instances come from this range (FROM-TO)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.Router.Listen, "router-listen", daemon.DefaultRouterListen, "edge router HTTP address (\"\" turns the router off; :80 to serve the network)")
+	f.StringVar(&o.Router.TLSListen, "router-tls-listen", "", "edge router HTTPS address (certificates from 'berth cert add', chosen by SNI)")
+	f.StringVar(&o.Router.MetricsListen, "router-metrics-listen", "", "Prometheus metrics of the router at /metrics on this address")
+	f.BoolVar(&accessLog, "access-log", false, "print one line per routed request on standard output")
+	f.StringToStringVar(&o.NodeLabels, "node-label", nil, "label of this node for constraints (key=value, repeatable; berth.region and berth.zone set region and zone)")
 	f.BoolVar(&noNative, "no-native", false, "docker only: no image store, node network, driver oci or process")
 	f.StringVar(&o.Native.Bridge, "bridge", "", "node network bridge for oci and process instances (default berth0)")
 	f.StringVar(&subnet, "bridge-subnet", "", "IPv4 subnet of the node network (default 10.89.0.0/24)")

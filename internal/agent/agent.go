@@ -317,6 +317,7 @@ func (a *Agent) register(ctx context.Context) error {
 		PortRange: a.o.PortRange, Status: model.NodeReady,
 		PortsInUse: listeningPorts(a.o.PortRange[0], a.o.PortRange[1]),
 		Version:    a.o.Version, LastHeartbeat: time.Now()}
+	fp.Apply(&node)
 	key := model.NodeKey(node.Name)
 	cur, err := store.GetJSON[model.Node](ctx, a.o.Store, key)
 	switch {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -404,6 +406,9 @@ func (r *runner) task(in *model.Instance, spec *model.AppSpec) driver.Task {
 		Runtime: model.RuntimeBinary(spec.Runtime), User: spec.User, WorkingDir: spec.WorkingDir,
 		ReadOnlyRootFS: spec.ReadOnlyRootFS, Tmpfs: spec.Tmpfs,
 		Labels: make(map[string]string, len(spec.Labels)+len(r.a.o.WorkloadLabels))}
+	if len(in.GPUs) > 0 {
+		t.Env = withGPUs(spec.Env, in.GPUs)
+	}
 	for k, v := range spec.Labels {
 		t.Labels[k] = v
 	}
@@ -415,4 +420,20 @@ func (r *runner) task(in *model.Instance, spec *model.AppSpec) driver.Task {
 			HostPort: in.HostPorts[p.Name], Protocol: p.Protocol})
 	}
 	return t
+}
+
+// withGPUs returns env plus the GPU devices the scheduler assigned, in the
+// variables the NVIDIA container toolkit and apps read.
+func withGPUs(env map[string]string, gpus []int) map[string]string {
+	out := make(map[string]string, len(env)+2)
+	for k, v := range env {
+		out[k] = v
+	}
+	ids := make([]string, len(gpus))
+	for i, g := range gpus {
+		ids[i] = strconv.Itoa(g)
+	}
+	out["NVIDIA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
+	out["BERTH_GPUS"] = out["NVIDIA_VISIBLE_DEVICES"]
+	return out
 }

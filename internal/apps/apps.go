@@ -159,6 +159,14 @@ func (s *Service) Scale(ctx context.Context, ns, name string, n int) (model.App,
 		if a.Deleting {
 			return fmt.Errorf("%w: app %s/%s is being deleted", errConflictPlain, ns, name)
 		}
+		switch {
+		case a.Spec.IsSystem():
+			return &model.ValidationError{Errors: []model.FieldError{{Field: "instances",
+				Message: "a system app runs one instance on every matching node; change its constraints instead of scaling"}}}
+		case a.Spec.IsBatch():
+			return &model.ValidationError{Errors: []model.FieldError{{Field: "instances",
+				Message: "a batch app runs to completion; set completions and parallelism in its spec instead of scaling"}}}
+		}
 		if a.DesiredInstances() == n {
 			return store.ErrSkip
 		}

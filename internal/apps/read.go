@@ -152,6 +152,7 @@ func Status(app *model.App, insts []model.Instance) model.AppStatus {
 	if !st.Converged && len(msgs) > 0 {
 		st.Message = firstDistinct(msgs)
 	}
+	model.TypeStatus(app, insts, &st)
 	return st
 }
 

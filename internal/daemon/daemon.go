@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"github.com/berth-dev/berth/internal/driver/docker"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/router"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt"
 )
@@ -54,6 +56,18 @@ type Options struct {
 	// Native configures the image store, node network and drivers oci
 	// and process.
 	Native NativeOptions
+	// Router configures the edge router; an empty Listen and TLSListen
+	// turn it off.
+	Router RouterOptions
+	// NodeLabels are put on this node (region, zone, disk ...).
+	NodeLabels map[string]string
+}
+
+// RouterOptions are the edge router's listen addresses.
+type RouterOptions struct {
+	Listen, TLSListen, MetricsListen string
+	// AccessLog gets one line per request; nil means none.
+	AccessLog io.Writer
 }
 
 // DefaultDataDir is /var/lib/berth for root, else ~/.local/share/berth.
@@ -70,6 +84,9 @@ func DefaultDataDir() string {
 
 // DefaultListen is the API's default address.
 const DefaultListen = "127.0.0.1:7070"
+
+// DefaultRouterListen is the edge router's default HTTP address.
+const DefaultRouterListen = "127.0.0.1:8080"
 
 // eventsKept bounds the stored event history.
 const eventsKept = 10000
@@ -119,8 +136,16 @@ func RunUp(ctx context.Context, o Options) error {
 	if nat.images != nil {
 		images = imageAPI{nat.images}
 	}
+	var rt *router.Router
+	if o.Router.Listen != "" || o.Router.TLSListen != "" {
+		rt, err = router.New(router.Options{Source: router.NewStoreSource(st, o.Log), Listen: o.Router.Listen,
+			TLSListen: o.Router.TLSListen, MetricsListen: o.Router.MetricsListen, AccessLog: o.Router.AccessLog, Log: o.Log})
+		if err != nil {
+			return fmt.Errorf("router: %w (use --router-listen to pick another address, or \"\" to turn it off)", err)
+		}
+	}
 	rec := events.NewRecorder(st, o.Log)
-	ag := agent.New(agent.Options{Store: st, Drivers: drivers,
+	ag := agent.New(agent.Options{Store: st, Drivers: drivers, Labels: o.NodeLabels,
 		NodeName: o.NodeName, PortRange: o.PortRange, WorkloadLabels: o.WorkloadLabels, Events: rec, Log: o.Log, Version: o.Version})
 	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log, Images: images,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
@@ -134,7 +159,7 @@ func RunUp(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	goRun(func() {
 		if err := ag.Run(ctx); err != nil {
@@ -145,6 +170,13 @@ func RunUp(ctx context.Context, o Options) error {
 	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { trimEvents(ctx, st, o.Log) })
+	if rt != nil {
+		goRun(func() {
+			if err := rt.Run(ctx); err != nil {
+				errc <- fmt.Errorf("router: %w", err)
+			}
+		})
+	}
 	goRun(func() {
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -156,6 +188,10 @@ func RunUp(ctx context.Context, o Options) error {
 		}
 	}
 	o.Log.Info("berth is up", "api", url, "data", o.DataDir, "context", cliconfig.Path())
+	if rt != nil {
+		a := rt.Addrs()
+		o.Log.Info("router is up", "http", a.HTTP, "https", a.HTTPS, "metrics", a.Metrics)
+	}
 	if o.Ready != nil {
 		o.Ready(url, token)
 	}

@@ -146,7 +146,7 @@ func (b *berth) start() {
 	b.logs = &bytes.Buffer{}
 	b.cmd = exec.Command(binary, "up", "--data-dir", b.dataDir, "--listen", b.listen, "--node-name", b.node,
 		"--workload-label", "berth.test=1", "--log-level", "debug", "--port-range", b.ports,
-		"--bridge", b.bridge, "--bridge-subnet", b.subnet)
+		"--bridge", b.bridge, "--bridge-subnet", b.subnet, "--router-listen", "127.0.0.1:0")
 	b.cmd.Args = append(b.cmd.Args, b.extra...)
 	b.cmd.Env = append(os.Environ(), "BERTH_CONFIG="+b.config)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
