@@ -211,6 +211,9 @@ func TestRemoveLeavesNothing(t *testing.T) {
 			if err != nil || !strings.Contains(res.Output, att.IP.String()+"\t"+id) {
 				t.Errorf("/etc/hosts = %+v %v, want %s for %s", res, err, att.IP, id)
 			}
+			if n := iptablesLines(id); n == 0 {
+				t.Errorf("no iptables rule names %s while it runs: the leak check below would see nothing", id)
+			}
 			rt, _ := d.runtime(name)
 			if err := d.Remove(testCtx(t), id); err != nil {
 				t.Fatal(err)
@@ -246,4 +249,17 @@ func assertGone(t *testing.T, d *Driver, rt *runtime, n *cni.Network, id, netnsP
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), id) {
 		t.Errorf("a mount naming %s is left", id)
 	}
+	if n := iptablesLines(id); n > 0 {
+		t.Errorf("%d iptables rules of %s left", n, id)
+	}
+}
+
+// iptablesLines counts iptables rules that name s.
+func iptablesLines(s string) int {
+	n := 0
+	for _, table := range []string{"filter", "nat"} {
+		out, _ := exec.Command("iptables-save", "-t", table).Output()
+		n += strings.Count(string(out), s)
+	}
+	return n
 }
