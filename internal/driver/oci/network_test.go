@@ -263,3 +263,61 @@ func iptablesLines(s string) int {
 	}
 	return n
 }
+
+// TestConcurrentStarts starts several workloads at once under each
+// runtime on one network: each gets its own address and they all run.
+func TestConcurrentStarts(t *testing.T) {
+	images, ref := newTestImages(t)
+	n := newTestNetwork(t)
+	paths := map[string]string{}
+	for _, name := range KnownRuntimes {
+		paths[name] = requireRuntime(t, name)
+	}
+	d := newDriverWith(t, Options{RootFS: images, Network: n, Runtimes: paths})
+	const perRuntime = 3
+	type result struct {
+		id  string
+		err error
+	}
+	results := make(chan result, perRuntime*len(KnownRuntimes))
+	for _, name := range KnownRuntimes {
+		for range perRuntime {
+			go func() {
+				tk := task(randomID(t), "sleep 600")
+				tk.Image, tk.Runtime = ref, name
+				id, err := d.Start(testCtx(t), tk)
+				results <- result{id, err}
+			}()
+		}
+	}
+	ips := map[string]string{}
+	for range perRuntime * len(KnownRuntimes) {
+		r := <-results
+		if r.err != nil {
+			t.Error(r.err)
+			continue
+		}
+		att, ok, err := n.Get(testCtx(t), r.id)
+		if err != nil || !ok {
+			t.Errorf("%s has no attachment: %v", r.id, err)
+			continue
+		}
+		if other, dup := ips[att.IP.String()]; dup {
+			t.Errorf("%s and %s share %s", r.id, other, att.IP)
+		}
+		ips[att.IP.String()] = r.id
+	}
+	list, err := d.List(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := 0
+	for _, w := range list {
+		if w.State == driver.StateRunning {
+			running++
+		}
+	}
+	if running != perRuntime*len(KnownRuntimes) {
+		t.Fatalf("%d of %d workloads running: %+v", running, perRuntime*len(KnownRuntimes), list)
+	}
+}
