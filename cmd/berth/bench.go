@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/bench"
+	"github.com/berth-dev/berth/internal/model"
 )
 
 func newBench() *cobra.Command {
@@ -45,6 +47,70 @@ median of --rounds runs is printed. Everything created is removed.`,
 	deploy.Flags().StringSliceVar(&counts, "counts", []string{"1", "10", "50"}, "instance counts to measure")
 	deploy.Flags().IntVar(&rounds, "rounds", 3, "rounds per count (median reported)")
 	deploy.Flags().StringVar(&image, "image", "berth-test/busybox:latest", "image to run (must exist locally)")
-	cmd.AddCommand(deploy)
+	cmd.AddCommand(deploy, newBenchStart(), newBenchPull())
+	return cmd
+}
+
+// benchContext stops on Ctrl-C so the benchmark still removes what it made.
+func benchContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newBenchStart() *cobra.Command {
+	var o bench.StartOptions
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Time container start under each OCI runtime: berth's driver oci against the runtime run by hand",
+		Long: `Pushes a busybox image to a docker-registry started on 127.0.0.1, pulls it
+into a temporary image store (untimed), then for each runtime times driver
+oci's Start until the container runs (overlay rootfs, bundle, shim, runtime)
+and '<runtime> run --detach' of the same bundle. Needs root.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := benchContext(cmd)
+			defer stop()
+			o.Out = os.Stderr
+			rs, err := bench.RunStart(ctx, o)
+			if len(rs) > 0 {
+				bench.PrintStartTable(os.Stdout, rs)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringSliceVar(&o.Runtimes, "runtimes", nil, "runtimes to measure (default: every one installed)")
+	cmd.Flags().IntVar(&o.Rounds, "rounds", 5, "rounds per runtime (median reported)")
+	return cmd
+}
+
+func newBenchPull() *cobra.Command {
+	var o bench.PullOptions
+	var size string
+	cmd := &cobra.Command{
+		Use:   "pull",
+		Short: "Time pulling a large multi-layer image: berth's image store against skopeo copy",
+		Long: `Pushes an image of random data to a docker-registry started on 127.0.0.1
+(untimed), then times berth pulling it into an empty image store (download,
+digest check, unpack, fsync) and 'skopeo copy' to an OCI layout directory.
+Needs root, docker-registry and skopeo.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := model.ParseByteSize(size)
+			if err != nil {
+				return fmt.Errorf("--size: %w", err)
+			}
+			o.Size, o.Out = int64(n), os.Stderr
+			ctx, stop := benchContext(cmd)
+			defer stop()
+			r, err := bench.RunPull(ctx, o)
+			if err != nil {
+				return err
+			}
+			bench.PrintPullTable(os.Stdout, r)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&size, "size", "100M", "image size")
+	cmd.Flags().IntVar(&o.Layers, "layers", 4, "layers")
+	cmd.Flags().IntVar(&o.Rounds, "rounds", 3, "rounds (median reported)")
 	return cmd
 }

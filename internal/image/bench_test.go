@@ -33,15 +33,3 @@ func BenchmarkPull(b *testing.B) {
 		b.StartTimer()
 	}
 }
-
-func TestBenchPull(t *testing.T) {
-	requireRoot(t)
-	registrytest.Require(t, registrytest.Binary, "docker-registry")
-	res, err := BenchPull(bg(), BenchOptions{Size: 2 << 20, Layers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Cold <= 0 || res.Warm <= 0 || res.Bytes != 2<<20 || res.MBps() <= 0 {
-		t.Errorf("result %+v", res)
-	}
-}
