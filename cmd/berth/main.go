@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/cliconfig"
-	"github.com/berth-dev/berth/internal/driver/shim"
 	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/driver/shim"
 	"github.com/berth-dev/berth/internal/model"
 )
 
