@@ -84,9 +84,16 @@ type Options struct {
 type Driver struct {
 	o        Options
 	runtimes map[string]string
-	// mu serialises lifecycle changes per workload.
+	// mu guards locks, which serialise lifecycle changes per workload.
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks map[string]*idLock
+}
+
+// idLock is one workload's lock; refs counts holders and waiters so the
+// entry goes away when nobody needs it.
+type idLock struct {
+	sync.Mutex
+	refs int
 }
 
 // New returns a driver over o.StateDir. Several drivers (or agent
@@ -123,7 +130,7 @@ func New(o Options) (*Driver, error) {
 			}
 		}
 	}
-	return &Driver{o: o, runtimes: found, locks: map[string]*sync.Mutex{}}, nil
+	return &Driver{o: o, runtimes: found, locks: map[string]*idLock{}}, nil
 }
 
 // detectRuntimes returns the runtimes whose binaries exist.
@@ -209,17 +216,26 @@ func (d *Driver) runtime(name string) (*runtime, error) {
 	return &runtime{name: name, path: p, root: filepath.Join(d.o.StateDir, "runtime", name), platform: d.o.RunscPlatform}, nil
 }
 
-// lock serialises lifecycle operations on one workload.
+// lock serialises lifecycle operations on one workload; call the
+// returned function to unlock.
 func (d *Driver) lock(id string) func() {
 	d.mu.Lock()
 	l, ok := d.locks[id]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &idLock{}
 		d.locks[id] = l
 	}
+	l.refs++
 	d.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		d.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(d.locks, id)
+		}
+		d.mu.Unlock()
+	}
 }
 
 var (
