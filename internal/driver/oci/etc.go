@@ -16,7 +16,7 @@ import (
 // image's /etc files of the same name.
 var etcFiles = []string{"resolv.conf", "hosts", "hostname"}
 
-// EtcInput is what writeEtcFiles needs.
+// etcInput is what writeEtcFiles needs.
 type etcInput struct {
 	// Hostname of the workload.
 	Hostname string
