@@ -25,6 +25,28 @@ type unpacker struct {
 	dirs  []dirTimes
 	// size is the sum of regular files' sizes.
 	size int64
+	// limit bounds size: the free space of the snapshot's filesystem
+	// (less a reserve) or maxLayerBytes, whichever is smaller.
+	limit int64
+}
+
+// maxLayerBytes bounds what one layer may unpack to, whatever the free
+// space; tests lower it.
+var maxLayerBytes int64 = 1 << 40
+
+// freeSpaceReserve is left free on the snapshot filesystem by unpacking.
+const freeSpaceReserve = 64 << 20
+
+// unpackLimit is how many bytes of files a layer may write below root.
+func unpackLimit(root string) int64 {
+	limit := maxLayerBytes
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err == nil {
+		if free := int64(st.Bavail)*int64(st.Bsize) - freeSpaceReserve; free < limit {
+			limit = max(free, 0)
+		}
+	}
+	return limit
 }
 
 type dirTimes struct {
@@ -34,7 +56,7 @@ type dirTimes struct {
 
 // unpackTar extracts tar stream r into the existing, empty directory root.
 func unpackTar(ctx context.Context, r io.Reader, root string) (int64, error) {
-	u := &unpacker{root: root, kinds: map[string]bool{"": true}}
+	u := &unpacker{root: root, kinds: map[string]bool{"": true}, limit: unpackLimit(root)}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -152,6 +174,12 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 		}
 		u.dirs = append(u.dirs, dirTimes{p, hdr.AccessTime, hdr.ModTime})
 	case tar.TypeReg, tar.TypeRegA:
+		// A sparse entry's holes come out as zeros: its declared size is
+		// what it writes. Refuse before writing what cannot fit.
+		if hdr.Size < 0 || hdr.Size > u.limit-u.size {
+			return fmt.Errorf("tar entry %q: %d bytes would exceed the space left for this layer (%d bytes; disk nearly full or the layer is malformed)",
+				hdr.Name, hdr.Size, max(u.limit-u.size, 0))
+		}
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)

@@ -190,3 +190,19 @@ func TestUnpackTarLaterEntryReplacesEarlier(t *testing.T) {
 		t.Errorf("d: %q %v", l, err)
 	}
 }
+
+// TestUnpackTarRefusesWhatCannotFit: a (sparse) entry declaring more
+// bytes than the layer may write is refused before anything is written.
+func TestUnpackTarRefusesWhatCannotFit(t *testing.T) {
+	requireRoot(t)
+	defer func(old int64) { maxLayerBytes = old }(maxLayerBytes)
+	maxLayerBytes = 1 << 10
+	root := tempDir(t, "unpack-limit")
+	_, err := unpackTar(context.Background(), makeTar(t, tarEntry{name: "big", body: strings.Repeat("x", 2<<10)}), root)
+	if err == nil || !strings.Contains(err.Error(), "would exceed the space left") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "big")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("big was written: %v", err)
+	}
+}
