@@ -152,6 +152,8 @@ func (d *Driver) launch(ctx context.Context, rt *runtime, id string, again bool)
 		return fmt.Errorf("start %s: %w", rt.name, err)
 	}
 	created := false
+	// Poll fast at first: most containers exist within tens of ms.
+	poll := time.Millisecond
 	for {
 		if !created {
 			_, err := os.Stat(pid)
@@ -186,8 +188,9 @@ func (d *Driver) launch(ctx context.Context, rt *runtime, id string, again bool)
 		case <-ctx.Done():
 			d.killRuntime(id)
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(poll):
 		}
+		poll = min(poll*2, 10*time.Millisecond)
 	}
 }
 

@@ -117,21 +117,18 @@ func runShim(dir string) int {
 	if err != nil {
 		return fail(err)
 	}
-	cmd := selfCommand("berth-exec")
-	cmd.Env = []string{envExecDir + "=" + dir}
-	cmd.Dir = "/"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, outW
-	cmd.ExtraFiles = []*os.File{errW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
+	cmd, err := workloadCommand(dir, spec, devnull, outW, errW)
+	if err == nil {
+		err = cmd.Start()
+	}
 	outW.Close()
 	errW.Close()
 	devnull.Close()
 	if err != nil {
-		return fail(fmt.Errorf("shim: start exec stage: %w", err))
+		return fail(err)
 	}
 	// The exec stage writes why it failed, or nothing: exec closes the
-	// close-on-exec pipe.
+	// close-on-exec pipe. (A direct start never writes to it.)
 	msg, _ := io.ReadAll(errR)
 	errR.Close()
 	if len(msg) > 0 {
@@ -172,6 +169,41 @@ func runShim(dir string) int {
 		return 1
 	}
 	return 0
+}
+
+// workloadCommand is how the shim starts the workload. With a network
+// namespace, cgroups or credentials to apply before exec it goes through
+// the exec stage (this binary again, which joins them and execs the
+// command, reporting failures on report); without, the command is
+// started directly, one process start fewer (an OCI runtime sets up its
+// container itself).
+func workloadCommand(dir string, spec Spec, stdin, out, report *os.File) (*exec.Cmd, error) {
+	var cmd *exec.Cmd
+	if spec.NetNS == "" && len(spec.Cgroups) == 0 && spec.Credential == nil {
+		path, err := lookPath(spec.Args[0], spec.Env)
+		if err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(path)
+		cmd.Args, cmd.Env, cmd.Dir = spec.Args, spec.Env, spec.Dir
+		if cmd.Dir == "" {
+			cmd.Dir = "/"
+		}
+		if fi, err := os.Stat(cmd.Dir); err != nil || !fi.IsDir() {
+			if err == nil {
+				err = fmt.Errorf("%s is not a directory", cmd.Dir)
+			}
+			return nil, fmt.Errorf("working directory: %w", err) // as the exec stage says it
+		}
+	} else {
+		cmd = selfCommand("berth-exec")
+		cmd.Env = []string{envExecDir + "=" + dir}
+		cmd.Dir = "/"
+		cmd.ExtraFiles = []*os.File{report}
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, nil
 }
 
 // exitCode is the workload's exit status, 128+signal when killed.
