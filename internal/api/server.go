@@ -6,17 +6,16 @@ package api
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/apps"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store"
 )
 
@@ -35,6 +34,13 @@ type Options struct {
 	Images  ImageStore
 	Version model.VersionInfo
 	Log     *slog.Logger
+	// CA, when set, turns on the cluster endpoints: join tokens, agent
+	// join and certificate renewal. Agents authenticate with client
+	// certificates it signed (the TLS listener must verify them).
+	CA *pki.CA
+	// ClientCertTTL is the lifetime of agent certificates (default
+	// pki.DefaultClientTTL).
+	ClientCertTTL time.Duration
 }
 
 // Server is the /v1 HTTP handler.
@@ -79,6 +85,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/events", s.auth(s.listEvents))
 	s.imageRoutes()
 	s.certRoutes()
+	s.clusterRoutes()
+	s.storeRoutes()
+	s.nodeRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, model.APIError{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
@@ -89,19 +98,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.mux.ServeHTTP(w, r)
 	s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "dur", time.Since(start))
-}
-
-func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
-			writeError(w, http.StatusUnauthorized, model.APIError{Code: "unauthorized",
-				Message: "missing or invalid token: pass --token, set BERTH_TOKEN, or run on the host where `berth up` wrote the CLI context"})
-			return
-		}
-		h(w, r)
-	}
 }
 
 func (s *Server) version(w http.ResponseWriter, r *http.Request) {

@@ -5,7 +5,13 @@ import "time"
 // Node states.
 const (
 	NodeReady = "ready"
-	NodeDown  = "down"
+	// NodeUnreachable: heartbeats missed for a while; nothing new is
+	// placed on it, its instances are kept until it is down.
+	NodeUnreachable = "unreachable"
+	// NodeDown: silent past the grace; its instances are replaced
+	// elsewhere. Only the node controller lifts it, once heartbeats have
+	// been steady for a while (hysteresis).
+	NodeDown = "down"
 )
 
 // Node is a host that runs instances. Its agent writes it at start and on
@@ -40,9 +46,12 @@ type Node struct {
 	PortRange [2]int `json:"portRange"`
 	// PortsInUse are ports of PortRange found listening on the host at
 	// the last heartbeat (by anything); the scheduler does not assign them.
-	PortsInUse    []int     `json:"portsInUse,omitempty"`
-	Status        string    `json:"status"`
-	Cordoned      bool      `json:"cordoned,omitempty"`
+	PortsInUse []int  `json:"portsInUse,omitempty"`
+	Status     string `json:"status"`
+	Cordoned   bool   `json:"cordoned,omitempty"`
+	// Draining: an operator asked to move every instance off (berth node
+	// drain); the drain controller clears it once none is left.
+	Draining      bool      `json:"draining,omitempty"`
 	Version       string    `json:"version,omitempty"`
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
 }

@@ -1,0 +1,186 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// nodeAuthz decides what one caller may do with the raw store. The admin
+// may do anything. An agent may read its own node object, the instances
+// assigned to it and app revisions (their specs); it may write only its
+// node object (the server stamps the heartbeat with its own clock and
+// keeps operator fields), the Status of its instances, and events about
+// itself. Anything else is 403.
+type nodeAuthz struct {
+	s     *Server
+	admin bool
+	node  string
+}
+
+func (s *Server) authz(r *http.Request) nodeAuthz {
+	id := IdentityFrom(r.Context())
+	return nodeAuthz{s: s, admin: id.Admin, node: id.Node}
+}
+
+func (z nodeAuthz) canRead(key string) string {
+	switch {
+	case z.admin,
+		key == model.NodeKey(z.node),
+		strings.HasPrefix(key, model.PrefixInstances),
+		strings.HasPrefix(key, model.PrefixRevisions):
+		return ""
+	}
+	return "node " + z.node + " may not read " + key
+}
+
+func (z nodeAuthz) canList(prefix string) string {
+	switch {
+	case z.admin,
+		prefix == model.NodeKey(z.node),
+		strings.HasPrefix(prefix, model.PrefixInstances),
+		strings.HasPrefix(prefix, model.PrefixRevisions):
+		return ""
+	}
+	return "node " + z.node + " may not list or watch " + prefix
+}
+
+// visible filters values an agent may read: instances only if assigned
+// to it.
+func (z nodeAuthz) visible(key string, value []byte) bool {
+	if z.admin || !strings.HasPrefix(key, model.PrefixInstances) {
+		return true
+	}
+	var in struct {
+		Node string `json:"node"`
+	}
+	return json.Unmarshal(value, &in) == nil && in.Node == z.node
+}
+
+// checkTxn authorizes an agent's Txn and returns it with the node's
+// heartbeat stamped by the server. code/msg are set when refused.
+func (z nodeAuthz) checkTxn(ctx context.Context, t store.Txn) (store.Txn, int, string) {
+	for _, c := range t.Compares {
+		if msg := z.canRead(c.Key); msg != "" {
+			return t, http.StatusForbidden, msg
+		}
+	}
+	compared := map[string]int64{}
+	for _, c := range t.Compares {
+		compared[c.Key] = c.ModRev
+	}
+	for i, op := range t.Ops {
+		if op.Type != store.OpPut {
+			return t, http.StatusForbidden, "node " + z.node + " may not delete " + op.Key
+		}
+		var err error
+		var code int
+		var msg string
+		switch {
+		case op.Key == model.NodeKey(z.node):
+			t.Ops[i].Value, code, msg, err = z.nodePut(ctx, op.Value)
+		case strings.HasPrefix(op.Key, model.PrefixInstances):
+			code, msg, err = z.instancePut(ctx, op, compared)
+		case strings.HasPrefix(op.Key, model.PrefixEvents):
+			t.Ops[i].Value, msg = z.eventPut(op.Value)
+			code = http.StatusForbidden
+		case strings.HasPrefix(op.Key, model.PrefixNodes):
+			return t, http.StatusForbidden, "node " + z.node + " may not write another node's object " + op.Key
+		default:
+			return t, http.StatusForbidden, "node " + z.node + " may not write " + op.Key
+		}
+		if err != nil {
+			return t, http.StatusInternalServerError, err.Error()
+		}
+		if msg != "" {
+			return t, code, msg
+		}
+	}
+	return t, 0, ""
+}
+
+// nodePut keeps what operators and the node controller own (labels set
+// later, cordon, a down status) and stamps the heartbeat with the
+// server's clock, so a skewed agent clock cannot fake or lose liveness.
+func (z nodeAuthz) nodePut(ctx context.Context, value []byte) ([]byte, int, string, error) {
+	var n model.Node
+	if err := json.Unmarshal(value, &n); err != nil {
+		return nil, http.StatusBadRequest, "node object: " + err.Error(), nil
+	}
+	if n.Name != z.node {
+		return nil, http.StatusForbidden, "node " + z.node + " may not write a node object named " + n.Name, nil
+	}
+	cur, err := store.GetJSON[model.Node](ctx, z.s.opts.Store, model.NodeKey(z.node))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, 0, "", err
+	default:
+		n.Cordoned = cur.Value.Cordoned
+		if cur.Value.Status == model.NodeDown {
+			n.Status = model.NodeDown // the node controller lifts it (hysteresis)
+		}
+	}
+	n.LastHeartbeat = time.Now().UTC()
+	b, err := json.Marshal(n)
+	return b, 0, "", err
+}
+
+// instancePut admits a status update of an instance assigned to the
+// node: the Txn must compare the key at the revision read, and nothing
+// but Status may change.
+func (z nodeAuthz) instancePut(ctx context.Context, op store.Op, compared map[string]int64) (int, string, error) {
+	rev, ok := compared[op.Key]
+	if !ok || rev == 0 {
+		return http.StatusForbidden, "node " + z.node + " may only update the status of existing instances (compare-and-swap)", nil
+	}
+	kv, err := z.s.opts.Store.Get(ctx, op.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		return http.StatusConflict, store.ErrConflict.Error(), nil
+	} else if err != nil {
+		return 0, "", err
+	}
+	if kv.ModRev != rev {
+		return http.StatusConflict, store.ErrConflict.Error(), nil
+	}
+	var cur, next model.Instance
+	if err := json.Unmarshal(kv.Value, &cur); err != nil {
+		return 0, "", err
+	}
+	if err := json.Unmarshal(op.Value, &next); err != nil {
+		return http.StatusBadRequest, "instance: " + err.Error(), nil
+	}
+	if cur.Node != z.node {
+		return http.StatusForbidden, "node " + z.node + " may not write instance " + cur.ID + " of node " + cur.Node, nil
+	}
+	cur.Status, next.Status = model.InstanceStatus{}, model.InstanceStatus{}
+	a, _ := json.Marshal(cur)
+	b, _ := json.Marshal(next)
+	if !bytes.Equal(a, b) {
+		return http.StatusForbidden, "node " + z.node + " may change only the status of instance " + cur.ID, nil
+	}
+	return 0, "", nil
+}
+
+// eventPut admits events about the node itself.
+func (z nodeAuthz) eventPut(value []byte) ([]byte, string) {
+	var e model.Event
+	if err := json.Unmarshal(value, &e); err != nil {
+		return nil, "event: " + err.Error()
+	}
+	if e.Node == "" {
+		e.Node = z.node
+	}
+	if e.Node != z.node {
+		return nil, "node " + z.node + " may not record events of node " + e.Node
+	}
+	b, _ := json.Marshal(e)
+	return b, ""
+}

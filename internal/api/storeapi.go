@@ -1,0 +1,184 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/remote"
+)
+
+// watchProgressEvery is how often an idle watch stream carries a
+// progress line, so clients detect dead connections.
+const watchProgressEvery = 5 * time.Second
+
+// storeRoutes serve the store to agents (and the admin): the backing of
+// internal/store/remote. Agents are confined by nodeAuthz.
+func (s *Server) storeRoutes() {
+	m := s.mux
+	m.HandleFunc("GET /v1/store/kv", s.nodeAuth(s.storeGet))
+	m.HandleFunc("GET /v1/store/list", s.nodeAuth(s.storeList))
+	m.HandleFunc("GET /v1/store/rev", s.nodeAuth(s.storeRev))
+	m.HandleFunc("POST /v1/store/txn", s.nodeAuth(s.storeTxn))
+	m.HandleFunc("GET /v1/store/watch", s.nodeAuth(s.storeWatch))
+}
+
+func forbidden(w http.ResponseWriter, msg string) {
+	writeError(w, http.StatusForbidden, model.APIError{Code: "forbidden", Message: msg})
+}
+
+func (s *Server) storeFail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, model.APIError{Code: remote.CodeNotFound, Message: err.Error()})
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, model.APIError{Code: remote.CodeConflict, Message: err.Error()})
+	case errors.Is(err, store.ErrCompacted):
+		writeError(w, http.StatusGone, model.APIError{Code: remote.CodeCompacted, Message: err.Error()})
+	default:
+		s.fail(w, err)
+	}
+}
+
+func (s *Server) storeGet(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Query().Get("key")
+	z := s.authz(r)
+	if msg := z.canRead(key); msg != "" {
+		forbidden(w, msg)
+		return
+	}
+	kv, err := s.opts.Store.Get(r.Context(), key)
+	if err != nil {
+		s.storeFail(w, err)
+		return
+	}
+	if !z.visible(kv.Key, kv.Value) {
+		forbidden(w, z.node+" may not read "+key+": it is not assigned to this node")
+		return
+	}
+	writeJSON(w, http.StatusOK, remote.FromKV(kv))
+}
+
+func (s *Server) storeList(w http.ResponseWriter, r *http.Request) {
+	prefix := r.URL.Query().Get("prefix")
+	z := s.authz(r)
+	if msg := z.canList(prefix); msg != "" {
+		forbidden(w, msg)
+		return
+	}
+	kvs, rev, err := s.opts.Store.List(r.Context(), prefix)
+	if err != nil {
+		s.storeFail(w, err)
+		return
+	}
+	out := remote.ListResponse{KVs: make([]remote.KV, 0, len(kvs)), Rev: rev}
+	for _, kv := range kvs {
+		if z.visible(kv.Key, kv.Value) {
+			out.KVs = append(out.KVs, remote.FromKV(kv))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) storeRev(w http.ResponseWriter, r *http.Request) {
+	rev, err := s.opts.Store.Rev(r.Context())
+	if err != nil {
+		s.storeFail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, remote.RevResponse{Rev: rev})
+}
+
+func (s *Server) storeTxn(w http.ResponseWriter, r *http.Request) {
+	var wt remote.Txn
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8*maxBodyBytes)).Decode(&wt); err != nil {
+		badRequest(w, "body", "must be a store transaction: "+err.Error())
+		return
+	}
+	t, ok := wt.ToTxn()
+	if !ok {
+		badRequest(w, "ops", "op type must be put or delete")
+		return
+	}
+	z := s.authz(r)
+	if !z.admin {
+		var code int
+		var msg string
+		if t, code, msg = z.checkTxn(r.Context(), t); msg != "" {
+			writeError(w, code, model.APIError{Code: map[int]string{http.StatusConflict: remote.CodeConflict}[code], Message: msg})
+			return
+		}
+	}
+	rev, err := s.opts.Store.Txn(r.Context(), t)
+	if err != nil {
+		s.storeFail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, remote.RevResponse{Rev: rev})
+}
+
+// storeWatch streams events after ?after= as NDJSON until the client
+// goes away or the store drops the watcher (the stream then ends).
+func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	prefix := q.Get("prefix")
+	after, err := strconv.ParseInt(q.Get("after"), 10, 64)
+	if err != nil || after < 0 {
+		badRequest(w, "after", "must be a revision (a non-negative number)")
+		return
+	}
+	z := s.authz(r)
+	if msg := z.canList(prefix); msg != "" {
+		forbidden(w, msg)
+		return
+	}
+	ch, err := s.opts.Store.Watch(r.Context(), prefix, after)
+	if err != nil {
+		s.storeFail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	tick := time.NewTicker(watchProgressEvery)
+	defer tick.Stop()
+	last := after
+	// The first line tells the client the stream is established.
+	_ = enc.Encode(remote.WatchLine{Type: "progress", Rev: last})
+	flush(flusher)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+			if err := enc.Encode(remote.WatchLine{Type: "progress", Rev: last}); err != nil {
+				return
+			}
+			flush(flusher)
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			last = ev.KV.ModRev
+			line := remote.WatchLine{Type: "put", KV: remote.FromKV(ev.KV)}
+			if ev.Type == store.EventDelete {
+				line.Type = "delete"
+			} else if !z.visible(ev.KV.Key, ev.KV.Value) {
+				// Not this node's: tell only the revision so the client
+				// resumes after it.
+				line = remote.WatchLine{Type: "progress", Rev: last}
+			}
+			if err := enc.Encode(line); err != nil {
+				return
+			}
+			if len(ch) == 0 {
+				flush(flusher)
+			}
+		}
+	}
+}
