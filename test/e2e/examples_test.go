@@ -50,3 +50,37 @@ func TestServerAndTokenOverrides(t *testing.T) {
 		t.Fatalf("flag should override env: %v %s", err, out)
 	}
 }
+
+// TestNativeExamplesApply: the README's native-runtime walk-through — a
+// docker-save import, examples/hello-oci.yaml on crun, the same app moved
+// to gVisor, and examples/hello-process.yaml — works as written.
+func TestNativeExamplesApply(t *testing.T) {
+	b := startBerth(t)
+	t.Cleanup(func() { os.RemoveAll("/tmp/hello-process") })
+	tarball := t.TempDir() + "/busybox.tar"
+	if out, err := exec.Command("docker", "save", "-o", tarball, "berth-test/busybox:latest").CombinedOutput(); err != nil {
+		t.Fatalf("docker save: %v\n%s", err, out)
+	}
+	b.mustCLI("image", "import", tarball)
+	for _, f := range []string{"../../examples/hello-oci.yaml", "../../examples/hello-process.yaml"} {
+		if out := b.mustCLI("apply", "-f", f, "--wait", "--timeout", "2m"); !strings.Contains(out, "converged") {
+			t.Fatalf("%s: %s", f, out)
+		}
+	}
+	spec, err := os.ReadFile("../../examples/hello-oci.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandboxed := strings.Replace(string(spec), "runtime: crun", "runtime: sandbox", 1)
+	if out := b.mustCLI("apply", "-f", writeSpec(t, sandboxed), "--wait", "--timeout", "3m"); !strings.Contains(out, "revision 2") {
+		t.Fatalf("move to sandbox: %s", out)
+	}
+	for _, in := range b.instances("hello-oci") {
+		if body := get(t, in.HostPorts["http"]); !strings.HasPrefix(body, "hello from ") {
+			t.Fatalf("hello-oci served %q", body)
+		}
+	}
+	if body := get(t, b.instances("hello-process")[0].HostPorts["http"]); body != "hello from a process\n" {
+		t.Fatalf("hello-process served %q", body)
+	}
+}
