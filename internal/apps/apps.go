@@ -43,8 +43,9 @@ func (s *Service) now() time.Time {
 }
 
 // Apply validates spec and stores it. An identical spec is a no-op; a
-// change of instance count alone updates the app without a new revision;
-// any other change makes revision N+1. Invalid specs return
+// change of instance count, routes or rollout settings alone updates the
+// app without a new revision (nothing restarts); any other change makes
+// revision LatestRevision+1. Invalid specs return
 // *model.ValidationError and store nothing.
 func (s *Service) Apply(ctx context.Context, spec model.AppSpec) (model.ApplyResult, error) {
 	spec.Normalize()
@@ -83,14 +84,15 @@ func (s *Service) apply(ctx context.Context, spec model.AppSpec) (model.ApplyRes
 	if exists {
 		oldHash := model.TemplateHash(app.Spec)
 		newRev = oldHash != hash
-		if !newRev && app.DesiredInstances() == desired(spec) {
+		if !newRev && app.DesiredInstances() == desired(spec) && sameSpec(app.Spec, spec) {
 			return model.ApplyResult{App: app}, nil
 		}
 	} else {
 		app = model.App{Namespace: spec.Namespace, Name: spec.Name, CreatedAt: now}
 	}
 	if newRev {
-		app.Revision++
+		app.Revision = max(app.Revision, app.LatestRevision) + 1
+		app.LatestRevision = app.Revision
 		tmpl := spec
 		tmpl.Instances = nil
 		rev := model.Revision{Namespace: spec.Namespace, App: spec.Name, Number: app.Revision,
@@ -140,6 +142,14 @@ func (s *Service) conflict(ctx context.Context, key string) error {
 		return &ConflictError{}
 	}
 	return &ConflictError{Revision: cur.Value.Revision}
+}
+
+// sameSpec reports whether two specs are equal apart from Instances.
+func sameSpec(a, b model.AppSpec) bool {
+	a.Instances, b.Instances = nil, nil
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }
 
 func desired(spec model.AppSpec) int {

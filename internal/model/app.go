@@ -80,6 +80,10 @@ type AppSpec struct {
 	Tmpfs []string `json:"tmpfs,omitempty"`
 	// Routes expose the app's ports through the edge router (see route.go).
 	Routes []Route `json:"routes,omitempty"`
+	// Rollout says how a new revision replaces the running one: rolling
+	// (default), blueGreen or canary (see rollout.go, docs/releases.md).
+	// Like Routes and Instances it is not part of the template.
+	Rollout *RolloutSpec `json:"rollout,omitempty"`
 }
 
 // Resources are per-instance requests.
@@ -188,6 +192,9 @@ type App struct {
 	Spec AppSpec `json:"spec"`
 	// Revision is the number of the current revision (1, 2, ...).
 	Revision int64 `json:"revision"`
+	// LatestRevision is the highest revision number made so far; after a
+	// rollback Revision is lower. New revisions are numbered from it.
+	LatestRevision int64 `json:"latestRevision,omitempty"`
 	// Deleting is set by `rm`; the controller stops every instance and then
 	// removes the app and its revisions.
 	Deleting  bool      `json:"deleting,omitempty"`

@@ -190,10 +190,11 @@ func (s *AppSpec) Normalize() {
 	}
 }
 
-// TemplateHash hashes everything but Instances; equal hashes mean an
-// identical template, so no new revision is needed.
+// TemplateHash hashes everything but Instances, Routes and Rollout (what
+// runs, not how it is reached or replaced); equal hashes mean an identical
+// template, so no new revision is needed.
 func TemplateHash(s AppSpec) string {
-	s.Instances = nil
+	s.Instances, s.Routes, s.Rollout = nil, nil, nil
 	b, err := json.Marshal(s)
 	if err != nil {
 		panic(errors.New("model: spec does not marshal: " + err.Error()))

@@ -51,6 +51,7 @@ func (s *AppSpec) Validate() *ValidationError {
 	ports := v.ports(s.Ports)
 	v.health(s.Health, ports)
 	v.routes(s.Routes, ports)
+	v.rollout(s)
 	v.restart(s.Restart)
 	v.labels(s.Labels)
 	v.constraints(s.Constraints)

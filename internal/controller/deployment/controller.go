@@ -1,8 +1,10 @@
 // Package deployment is the control loop that makes each app's instances
-// match its spec: count, revision (one-at-a-time rolling replacement),
-// node loss and deletion, for the three app types: service, system (one
-// instance per eligible node) and batch (run to completion). It owns creating, stopping and removing
-// instance objects; Decide is its pure core.
+// match its spec: count, revision (rollouts: rolling, blue/green, canary,
+// with automatic rollback), node loss and deletion, for the three app
+// types: service, system (one instance per eligible node) and batch (run
+// to completion). It owns creating, stopping and removing instance
+// objects and the rollout objects; it consumes rollout requests. Plan is
+// its pure core.
 package deployment
 
 import (
@@ -27,6 +29,9 @@ type Options struct {
 	Log    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Resync is the longest time between passes (default 1s: rollout
+	// pauses and deadlines are timed).
+	Resync time.Duration
 }
 
 // Controller is the deployment control loop.
@@ -47,8 +52,12 @@ func New(o Options) *Controller {
 
 // Run reconciles until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	loop.Run(ctx, loop.Options{Name: "deployment", Store: c.o.Store, Log: c.o.Log,
-		Prefixes: []string{model.PrefixApps, model.PrefixInstances, model.PrefixNodes}}, c.Reconcile)
+	resync := c.o.Resync
+	if resync == 0 {
+		resync = time.Second
+	}
+	loop.Run(ctx, loop.Options{Name: "deployment", Store: c.o.Store, Log: c.o.Log, Resync: resync,
+		Prefixes: []string{model.PrefixApps, model.PrefixInstances, model.PrefixNodes, model.PrefixRolloutRequests}}, c.Reconcile)
 }
 
 // Reconcile makes one pass over every app. It returns again=true when a
@@ -70,6 +79,10 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	for _, n := range nodeList {
 		nodes[n.Name] = n
 	}
+	rollouts, requests, err := c.rolloutObjects(ctx)
+	if err != nil {
+		return false, err
+	}
 	byApp := map[string][]store.Object[model.Instance]{}
 	for _, o := range instObjs {
 		k := o.Value.Namespace + "/" + o.Value.App
@@ -78,7 +91,7 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	again := false
 	for _, ao := range appObjs {
 		k := ao.Value.Namespace + "/" + ao.Value.Name
-		a := &appState{c: c, app: ao, insts: byApp[k]}
+		a := &appState{c: c, app: ao, insts: byApp[k], rollout: rollouts[k], request: requests[k]}
 		delete(byApp, k)
 		if err := a.reconcile(ctx, nodes); err != nil {
 			if !errors.Is(err, store.ErrConflict) {
@@ -98,9 +111,11 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 }
 
 type appState struct {
-	c     *Controller
-	app   store.Object[model.App]
-	insts []store.Object[model.Instance]
+	c       *Controller
+	app     store.Object[model.App]
+	insts   []store.Object[model.Instance]
+	rollout *store.Object[model.Rollout]
+	request *store.Object[model.RolloutRequest]
 }
 
 func (a *appState) find(id string) *store.Object[model.Instance] {
@@ -118,7 +133,17 @@ func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) e
 		vals[i] = o.Value
 	}
 	app := &a.app.Value
-	d := Decide(app, vals, nodes)
+	in := Input{App: app, Instances: vals, Nodes: nodes, Now: a.c.o.Now()}
+	if a.rollout != nil {
+		in.Rollout = &a.rollout.Value
+	}
+	if a.request != nil {
+		in.Request = &a.request.Value
+	}
+	d := Plan(in)
+	if d.Revert != nil {
+		return a.revert(ctx, d)
+	}
 	for _, id := range d.Delete {
 		if err := a.remove(ctx, a.find(id)); err != nil {
 			return err
@@ -178,7 +203,7 @@ func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) e
 	if d.DeleteApp && a.app.ModRev != 0 {
 		return a.deleteApp(ctx)
 	}
-	return nil
+	return a.saveRollout(ctx, d)
 }
 
 func (a *appState) put(ctx context.Context, o *store.Object[model.Instance]) error {
@@ -215,7 +240,8 @@ func (a *appState) create(ctx context.Context, target string) error {
 
 func (a *appState) deleteApp(ctx context.Context) error {
 	app := &a.app.Value
-	ops := []store.Op{store.Delete(model.AppKey(app.Namespace, app.Name))}
+	ops := []store.Op{store.Delete(model.AppKey(app.Namespace, app.Name)),
+		store.Delete(model.RolloutKey(app.Namespace, app.Name)), store.Delete(model.RolloutRequestKey(app.Namespace, app.Name))}
 	revs, _, err := a.c.o.Store.List(ctx, model.RevisionPrefix(app.Namespace, app.Name))
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package deployment
 
 import (
-	"fmt"
 	"sort"
 
 	"github.com/berth-dev/berth/internal/model"
@@ -38,6 +37,16 @@ type Decision struct {
 	// Job, when set, is a batch app's completion or failure, reached in
 	// this pass; the controller records it as an event once.
 	Job *JobEvent
+	// Rollout is the service's rollout state to store; nil leaves the
+	// stored one as it is.
+	Rollout *model.Rollout
+	// Revert returns the app to an earlier revision (abort, undo,
+	// automatic rollback), stored with Rollout in one transaction.
+	Revert *Revert
+	// Events are rollout steps to record once the pass's writes succeed.
+	Events []RolloutEvent
+	// RequestDone: the pending rollout request was handled; delete it.
+	RequestDone bool
 }
 
 // Finish is the recorded end of one batch instance.
@@ -54,27 +63,39 @@ type JobEvent struct {
 	Message string
 }
 
-// Decide is the pure core of the deployment controller: from an app, its
-// instances and the node set it decides one step towards the spec.
-// Services roll out one instance at a time (surge 1, none unavailable):
-// create a new-revision instance, wait until it is ready, stop one old
-// one. System apps run one instance per eligible node (system.go); batch
-// apps run to completion (batch.go).
+// Decide is Plan without a stored rollout, request or clock: the
+// instance changes only (rollout fields cleared). Tests of the app types
+// use it.
 func Decide(app *model.App, insts []model.Instance, nodes map[string]model.Node) Decision {
-	d, cur, old, records := partition(app, insts, nodes)
+	d := Plan(Input{App: app, Instances: insts, Nodes: nodes})
+	d.Rollout, d.Events, d.Revert, d.RequestDone = nil, nil, nil, false
+	return d
+}
+
+// Plan is the pure core of the deployment controller: from an app, its
+// instances, the node set, the stored rollout and a pending request it
+// decides one step towards the spec. Services move between revisions by
+// their rollout strategy (rollout.go, strategies.go): rolling (maxSurge,
+// maxUnavailable, health-gated), blueGreen or canary, failing and rolling
+// back on a crash loop or a passed progress deadline. System apps run one
+// instance per eligible node (system.go); batch apps run to completion
+// (batch.go).
+func Plan(in Input) Decision {
+	app := in.App
+	d, cur, old, records := partition(app, in.Instances, in.Nodes)
 	switch {
 	case app.Deleting:
-		for _, in := range append(cur, old...) {
-			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: "app deleted"})
+		for _, i := range append(cur, old...) {
+			d.Stop = append(d.Stop, Stop{ID: i.ID, Reason: "app deleted"})
 		}
-		d.DeleteApp = len(insts) == 0
+		d.DeleteApp = len(in.Instances) == 0
 		return d
 	case app.Spec.IsSystem():
-		return decideSystem(d, app, cur, old, nodes)
+		return decideSystem(d, app, cur, old, in.Nodes)
 	case app.Spec.IsBatch():
 		return decideBatch(d, app, cur, old, records)
 	}
-	return decideService(d, app, cur, old)
+	return planService(d, in, cur, old)
 }
 
 // partition sorts instances into active ones of the current revision
@@ -105,49 +126,6 @@ func partition(app *model.App, insts []model.Instance, nodes map[string]model.No
 		}
 	}
 	return d, cur, old, records
-}
-
-// decideService converges a service: DesiredInstances of the current
-// revision, rolled out one at a time.
-func decideService(d Decision, app *model.App, cur, old []*model.Instance) Decision {
-	n := app.DesiredInstances()
-	hasHealth := app.Spec.Health != nil
-	if len(old) == 0 {
-		if len(cur) < n {
-			d.Create = n - len(cur)
-		}
-		for _, in := range pickToStop(cur, len(cur)-n, hasHealth) {
-			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: fmt.Sprintf("scaled down to %d", n)})
-		}
-		return d
-	}
-	// Rolling replacement towards app.Revision.
-	for _, in := range cur {
-		if !in.Ready(hasHealth) {
-			d.Waiting = fmt.Sprintf("waiting for %s (revision %d) to become ready", in.ID, app.Revision)
-			if len(cur) > n {
-				for _, s := range pickToStop(cur, len(cur)-n, hasHealth) {
-					d.Stop = append(d.Stop, Stop{ID: s.ID, Reason: fmt.Sprintf("scaled down to %d", n)})
-				}
-			}
-			return d
-		}
-	}
-	replaced := fmt.Sprintf("replaced by revision %d", app.Revision)
-	switch {
-	case len(cur) >= n:
-		for _, in := range old {
-			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: replaced})
-		}
-		for _, in := range pickToStop(cur, len(cur)-n, hasHealth) {
-			d.Stop = append(d.Stop, Stop{ID: in.ID, Reason: fmt.Sprintf("scaled down to %d", n)})
-		}
-	case len(cur)+len(old) > n:
-		d.Stop = append(d.Stop, Stop{ID: pickToStop(old, 1, hasHealth)[0].ID, Reason: replaced})
-	default:
-		d.Create = 1
-	}
-	return d
 }
 
 func nodeGone(nodes map[string]model.Node, name string) bool {
