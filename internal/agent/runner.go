@@ -346,6 +346,10 @@ func policyName(spec *model.AppSpec) string {
 	return spec.Restart.Policy
 }
 
+// deregistrationDelay is how long stop waits between the router dropping
+// an instance (desired stop) and SIGTERM, capped by the stop grace period.
+const deregistrationDelay = time.Second
+
 // stop ends the workload gracefully and removes it.
 func (r *runner) stop(ctx context.Context, in *model.Instance, deleted bool) {
 	if r.cid == "" {
@@ -370,6 +374,14 @@ func (r *runner) stop(ctx context.Context, in *model.Instance, deleted bool) {
 	if !deleted {
 		r.setStatus(ctx, func(s *model.InstanceStatus) { s.State = model.StateStopping })
 	}
+	// The router drops the instance as soon as desired flips to stop;
+	// give requests it already sent there a moment before SIGTERM.
+	deregister := time.NewTimer(min(deregistrationDelay, grace))
+	select {
+	case <-ctx.Done():
+	case <-deregister.C:
+	}
+	deregister.Stop()
 	if err := drv.Stop(ctx, r.cid, grace); err != nil && !errors.Is(err, driver.ErrNotFound) {
 		r.a.o.Events.Warning(ctx, in, "FailedStop", "%v", err)
 	}

@@ -25,7 +25,7 @@ type Source interface {
 }
 
 // watchedPrefixes are the store prefixes the route table depends on.
-var watchedPrefixes = []string{model.PrefixApps, model.PrefixInstances, model.PrefixNodes, model.PrefixCerts}
+var watchedPrefixes = []string{model.PrefixApps, model.PrefixInstances, model.PrefixNodes, model.PrefixCerts, model.PrefixRollouts}
 
 // StoreSource is a Source over a store.Store: List, then Watch from the
 // listed revision, keeping decoded objects in memory. When a watch ends
@@ -194,6 +194,8 @@ func decode(key string, b []byte) (any, error) {
 		return decodeAs[model.Node](b)
 	case strings.HasPrefix(key, model.PrefixCerts):
 		return decodeAs[model.Certificate](b)
+	case strings.HasPrefix(key, model.PrefixRollouts):
+		return decodeAs[model.Rollout](b)
 	}
 	return nil, errors.New("not a routing key")
 }
@@ -224,6 +226,8 @@ func snapshot(cache map[string]cached, rev int64) table.Snapshot {
 			s.Nodes = append(s.Nodes, v)
 		case model.Certificate:
 			s.Certs = append(s.Certs, v)
+		case model.Rollout:
+			s.Rollouts = append(s.Rollouts, v)
 		}
 	}
 	return s

@@ -24,6 +24,10 @@ type Snapshot struct {
 	Instances []model.Instance
 	Nodes     []model.Node
 	Certs     []model.Certificate
+	// Rollouts carry the traffic split of rollouts in progress; a
+	// rollout's Traffic replaces the spec's traffic section on every route
+	// of its app.
+	Rollouts []model.Rollout
 }
 
 // DefaultNodeAddress is used for nodes that advertise no address.
@@ -114,6 +118,12 @@ func Build(s Snapshot) *Table {
 		}
 		return apps[i].Name < apps[j].Name
 	})
+	split := map[string]*model.Traffic{}
+	for i := range s.Rollouts {
+		if ro := &s.Rollouts[i]; ro.Traffic != nil {
+			split[ro.Namespace+"/"+ro.App] = ro.Traffic
+		}
+	}
 	claimed := map[string]string{}
 	for _, app := range apps {
 		owner := app.Namespace + "/" + app.Name
@@ -125,7 +135,11 @@ func Build(s Snapshot) *Table {
 				t.Problems = append(t.Problems, fmt.Sprintf("app %s: %s is already routed to app %s; ignored", owner, spec.ClaimName(), prev))
 				continue
 			}
-			pol, err := traffic.Compile(spec.Traffic, app.Revision)
+			tr := spec.Traffic
+			if ro, ok := split[owner]; ok {
+				tr = ro
+			}
+			pol, err := traffic.Compile(tr, app.Revision)
 			if err != nil {
 				t.Problems = append(t.Problems, fmt.Sprintf("app %s routes[%d].traffic: %v; ignored", owner, i, err))
 				continue

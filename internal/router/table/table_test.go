@@ -107,3 +107,22 @@ func TestMatch(t *testing.T) {
 		t.Fatal("HasHost")
 	}
 }
+
+func TestRolloutSplitOverridesSpecTraffic(t *testing.T) {
+	a := app("default", "web", 2, false, model.Route{Host: "web.test", Port: "http",
+		Traffic: &model.Traffic{Stable: 2}})
+	s := Snapshot{Apps: []model.App{a},
+		Instances: []model.Instance{inst("web", "a", 1, "n1", 20001, nil), inst("web", "b", 2, "n1", 20002, nil)},
+		Rollouts: []model.Rollout{{Namespace: "default", App: "web", Traffic: &model.Traffic{Stable: 1, Canary: 2,
+			Weights: []model.TrafficWeight{{Target: model.RefCanary, Weight: 10}}}},
+			{Namespace: "default", App: "other", Traffic: &model.Traffic{Stable: 7}}}}
+	r := Build(s).Match("web.test", "/")
+	if !r.Policy.Split || r.Policy.Stable != 1 || len(r.Policy.Weights) != 1 || r.Policy.Weights[0].Target != 2 {
+		t.Fatalf("policy %+v", r.Policy)
+	}
+	// A finished rollout (no split) leaves the spec's traffic section.
+	s.Rollouts[0].Traffic = nil
+	if r := Build(s).Match("web.test", "/"); r.Policy.Stable != 2 || len(r.Policy.Weights) != 0 {
+		t.Fatalf("policy after the rollout %+v", r.Policy)
+	}
+}
