@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -64,8 +65,9 @@ The CLI finds the server through the context 'berth up' writes
 	pf.StringVar(&g.server, "server", "", "berth API URL (env BERTH_SERVER; default from the CLI context)")
 	pf.StringVar(&g.token, "token", "", "API token (env BERTH_TOKEN; default from the CLI context)")
 	pf.StringVarP(&g.namespace, "namespace", "n", model.DefaultNamespace, "namespace of the apps to act on")
-	root.AddCommand(newUp(), newApply(g), newApps(g), newGet(g), newPs(g), newLogs(g), newScale(g),
-		newRm(g), newNodes(g), newEvents(g), newVersion(g), newImage(g), newBench(), newCert(g), newRouter())
+	root.AddCommand(newUp(), newApply(g), newRollout(g), newApps(g), newGet(g), newPs(g), newLogs(g), newScale(g),
+		newRm(g), newNodes(g), newEvents(g), newVersion(g), newImage(g), newBench(), newCert(g), newRouter(),
+		newServer(), newAgent(), newToken(g), newNode(g))
 	return root
 }
 
@@ -80,6 +82,17 @@ func (g *globals) client() (*client.Client, error) {
 	token := first(g.token, os.Getenv("BERTH_TOKEN"), ctx.Token)
 	if server == "" {
 		return nil, fmt.Errorf("no berth server known: start one with 'berth up', or pass --server / set BERTH_SERVER")
+	}
+	ca := ctx.CA
+	if f := os.Getenv("BERTH_CA_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("BERTH_CA_FILE: %w", err)
+		}
+		ca = string(b)
+	}
+	if strings.HasPrefix(server, "https://") && ca != "" {
+		return client.NewTLS(server, token, []byte(ca))
 	}
 	return client.New(server, token), nil
 }

@@ -131,6 +131,9 @@ func newNodes(g *globals) *cobra.Command {
 				if n.Cordoned {
 					status += ",cordoned"
 				}
+				if n.Draining {
+					status += ",draining"
+				}
 				t.row(n.Name, status, n.Capacity.CPU.String(), n.Capacity.Memory.Human(),
 					strings.Join(n.Drivers, ","), age(n.LastHeartbeat)+" ago", dash(n.Version))
 			}

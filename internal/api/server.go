@@ -83,6 +83,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/nodes", s.auth(s.listNodes))
 	m.HandleFunc("GET /v1/nodes/{name}", s.auth(s.getNode))
 	m.HandleFunc("GET /v1/events", s.auth(s.listEvents))
+	s.rolloutRoutes()
 	s.imageRoutes()
 	s.certRoutes()
 	s.clusterRoutes()

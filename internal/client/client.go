@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,18 @@ type Client struct {
 // New makes a client for server (e.g. "http://127.0.0.1:7070").
 func New(server, token string) *Client {
 	return &Client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{}}
+}
+
+// NewTLS makes a client for an https server whose certificate is signed
+// by the CA in caPEM (the cluster CA `berth server` made).
+func NewTLS(server, token string, caPEM []byte) (*Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("the CA of the CLI context holds no PEM certificate; copy ca.crt from the server's data dir (pki/)")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &Client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{Transport: tr}}, nil
 }
 
 // Error is a non-2xx answer.
