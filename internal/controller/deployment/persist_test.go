@@ -105,4 +105,3 @@ func TestControllerStoresRolloutAndRollsBack(t *testing.T) {
 		t.Fatalf("app after undo: rev %d env %v", app.LatestRevision, app.Spec.Env)
 	}
 }
-
