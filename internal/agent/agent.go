@@ -40,10 +40,14 @@ type Options struct {
 	PortRange [2]int
 	Events    *events.Recorder
 	Log       *slog.Logger
-	// Heartbeat interval (default 5s).
+	// Heartbeat interval (default DefaultHeartbeat).
 	Heartbeat time.Duration
 	Version   string
 }
+
+// DefaultHeartbeat is how often the agent writes its node object; the
+// node controller's thresholds are a few of these.
+const DefaultHeartbeat = 2 * time.Second
 
 // Agent is one node's agent.
 type Agent struct {
@@ -62,7 +66,7 @@ func New(o Options) *Agent {
 		o.Log = slog.Default()
 	}
 	if o.Heartbeat == 0 {
-		o.Heartbeat = 5 * time.Second
+		o.Heartbeat = DefaultHeartbeat
 	}
 	if o.PortRange == [2]int{} {
 		o.PortRange = model.DefaultPortRange
@@ -325,7 +329,10 @@ func (a *Agent) register(ctx context.Context) error {
 	case err != nil:
 		return err
 	default:
-		node.Cordoned = cur.Value.Cordoned
+		node.Cordoned, node.Draining = cur.Value.Cordoned, cur.Value.Draining
+		if cur.Value.Status == model.NodeDown {
+			node.Status = model.NodeDown // the node controller lifts it
+		}
 		if node.Labels == nil {
 			node.Labels = cur.Value.Labels
 		}
@@ -350,7 +357,9 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		inUse := listeningPorts(a.o.PortRange[0], a.o.PortRange[1])
 		_, err := store.Update(ctx, a.o.Store, model.NodeKey(a.o.NodeName), func(n *model.Node) error {
 			n.LastHeartbeat = time.Now()
-			n.Status = model.NodeReady
+			if n.Status != model.NodeDown { // the node controller lifts down
+				n.Status = model.NodeReady
+			}
 			n.PortsInUse = inUse
 			return nil
 		})

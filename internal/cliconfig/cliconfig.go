@@ -15,6 +15,10 @@ import (
 type Context struct {
 	Server string `json:"server"`
 	Token  string `json:"token"`
+	// CA is the PEM certificate of the cluster CA that signed the
+	// server's certificate (`berth server` writes it); empty for plain
+	// HTTP servers.
+	CA string `json:"ca,omitempty"`
 }
 
 // Path is where the context lives: $BERTH_CONFIG, else

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/api"
 	"github.com/berth-dev/berth/internal/cliconfig"
 	"github.com/berth-dev/berth/internal/controller/deployment"
+	"github.com/berth-dev/berth/internal/controller/drain"
 	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/controller/placement"
 	"github.com/berth-dev/berth/internal/driver"
@@ -169,6 +170,7 @@ func RunUp(ctx context.Context, o Options) error {
 	goRun(func() { deployment.New(deployment.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { trimEvents(ctx, st, o.Log) })
 	if rt != nil {
 		goRun(func() {

@@ -1,12 +1,23 @@
-// Package nodes is the control loop that marks nodes down when their
-// heartbeats stop. It owns Node.Status transitions to down; agents set
-// their node ready on every heartbeat.
+// Package nodes is the control loop of node liveness. It owns Node.Status
+// transitions to unreachable and down, and back from down to ready:
+//
+//	ready ──(no heartbeat for UnreachableAfter)──▶ unreachable
+//	unreachable ──(no heartbeat for Grace)──▶ down   (instances replaced)
+//	unreachable ──(heartbeat)──▶ ready               (by the agent)
+//	down ──(heartbeats steady for RecoverAfter)──▶ ready
+//
+// The last step is the hysteresis that keeps a flapping node from being
+// handed work and losing it again. Heartbeats are judged by
+// Node.LastHeartbeat, which the server stamps with its own clock when an
+// agent writes its node over the API, so clock skew between hosts does
+// not matter.
 package nodes
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/controller/loop"
@@ -15,8 +26,19 @@ import (
 	"github.com/berth-dev/berth/internal/store"
 )
 
-// DefaultGrace is how long a node may miss heartbeats before it is down.
-const DefaultGrace = 30 * time.Second
+// Defaults, tuned so a lost node's instances run elsewhere within about
+// 15s with the agent's default heartbeat (agent.DefaultHeartbeat, 2s).
+const (
+	// DefaultUnreachableAfter: no new placements once heartbeats stop
+	// this long.
+	DefaultUnreachableAfter = 5 * time.Second
+	// DefaultGrace: a node silent this long is down and its instances
+	// are replaced.
+	DefaultGrace = 10 * time.Second
+	// DefaultRecoverAfter: a down node must heartbeat steadily this long
+	// before it is ready again.
+	DefaultRecoverAfter = 15 * time.Second
+)
 
 // Options are the controller's dependencies.
 type Options struct {
@@ -25,6 +47,12 @@ type Options struct {
 	Log    *slog.Logger
 	// Grace before a silent node is marked down (default DefaultGrace).
 	Grace time.Duration
+	// UnreachableAfter before a silent node is marked unreachable
+	// (default DefaultUnreachableAfter, at most Grace/2).
+	UnreachableAfter time.Duration
+	// RecoverAfter of steady heartbeats before a down node is ready
+	// again (default DefaultRecoverAfter).
+	RecoverAfter time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -33,6 +61,10 @@ type Options struct {
 type Controller struct {
 	o       Options
 	started time.Time
+
+	mu sync.Mutex
+	// recovering: down nodes heartbeating again, since when.
+	recovering map[string]time.Time
 }
 
 // New makes the controller.
@@ -40,50 +72,92 @@ func New(o Options) *Controller {
 	if o.Grace == 0 {
 		o.Grace = DefaultGrace
 	}
+	if o.UnreachableAfter == 0 {
+		o.UnreachableAfter = min(DefaultUnreachableAfter, o.Grace/2)
+	}
+	if o.RecoverAfter == 0 {
+		o.RecoverAfter = DefaultRecoverAfter
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Controller{o: o}
+	return &Controller{o: o, recovering: map[string]time.Time{}}
 }
 
 // Run checks heartbeats until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	c.started = c.o.Now()
-	loop.Run(ctx, loop.Options{Name: "nodes", Store: c.o.Store, Log: c.o.Log, Resync: c.o.Grace / 4,
+	resync := min(c.o.UnreachableAfter, c.o.Grace) / 4
+	loop.Run(ctx, loop.Options{Name: "nodes", Store: c.o.Store, Log: c.o.Log, Resync: max(resync, 100*time.Millisecond),
 		Prefixes: []string{model.PrefixNodes}}, c.Reconcile)
 }
 
-// Reconcile marks silent nodes down. For one grace period after the
-// controller starts nothing is marked down: heartbeats stored before a
-// control-plane restart are stale through no fault of the nodes.
+// Reconcile moves nodes through the states above. For one grace period
+// after the controller starts nothing is marked unreachable or down:
+// heartbeats stored before a control-plane restart are stale through no
+// fault of the nodes.
 func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	now := c.o.Now()
-	if now.Sub(c.started) < c.o.Grace {
-		return false, nil
-	}
 	list, err := store.ListValues[model.Node](ctx, c.o.Store, model.PrefixNodes)
 	if err != nil {
 		return false, err
 	}
+	startup := now.Sub(c.started) < c.o.Grace
 	for _, n := range list {
-		if n.Status == model.NodeDown || now.Sub(n.LastHeartbeat) < c.o.Grace {
+		age := now.Sub(n.LastHeartbeat)
+		next, reason, msg := c.next(n, age, now, startup)
+		if next == "" {
 			continue
 		}
-		_, err := store.Update(ctx, c.o.Store, model.NodeKey(n.Name), func(n *model.Node) error {
-			if n.Status == model.NodeDown || now.Sub(n.LastHeartbeat) < c.o.Grace {
-				return store.ErrSkip
+		_, err := store.Update(ctx, c.o.Store, model.NodeKey(n.Name), func(cur *model.Node) error {
+			if cur.Status != n.Status || !cur.LastHeartbeat.Equal(n.LastHeartbeat) {
+				return store.ErrSkip // changed meanwhile; the next pass decides
 			}
-			n.Status = model.NodeDown
+			cur.Status = next
 			return nil
 		})
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return true, err
 		}
-		c.o.Events.Record(ctx, model.Event{Type: model.EventWarning, Reason: "NodeDown", Node: n.Name,
-			Message: "no heartbeat since " + n.LastHeartbeat.Format(time.RFC3339)})
+		typ := model.EventWarning
+		if next == model.NodeReady {
+			typ = model.EventNormal
+		}
+		c.o.Events.Record(ctx, model.Event{Type: typ, Reason: reason, Node: n.Name, Message: msg})
 	}
 	return false, nil
+}
+
+// next returns the node's next status, or "" to leave it.
+func (c *Controller) next(n model.Node, age time.Duration, now time.Time, startup bool) (status, reason, msg string) {
+	silent := "no heartbeat since " + n.LastHeartbeat.Format(time.RFC3339)
+	if n.Status == model.NodeDown {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if age >= c.o.UnreachableAfter {
+			delete(c.recovering, n.Name)
+			return "", "", ""
+		}
+		since, ok := c.recovering[n.Name]
+		if !ok {
+			c.recovering[n.Name] = now
+			return "", "", ""
+		}
+		if now.Sub(since) < c.o.RecoverAfter {
+			return "", "", ""
+		}
+		delete(c.recovering, n.Name)
+		return model.NodeReady, "NodeReady", "heartbeats steady for " + c.o.RecoverAfter.String() + "; node is ready again"
+	}
+	switch {
+	case startup:
+	case age >= c.o.Grace:
+		return model.NodeDown, "NodeDown", silent
+	case age >= c.o.UnreachableAfter && n.Status == model.NodeReady:
+		return model.NodeUnreachable, "NodeUnreachable", silent
+	}
+	return "", "", ""
 }

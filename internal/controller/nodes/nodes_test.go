@@ -59,3 +59,53 @@ func TestSilentNodesGoDownAfterGrace(t *testing.T) {
 		t.Fatalf("events %+v %v", evs, err)
 	}
 }
+
+func TestUnreachableThenDownThenRecoverWithHysteresis(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	put := func(hb time.Time) {
+		if _, err := store.Update(ctx, st, model.NodeKey("n1"), func(n *model.Node) error { n.LastHeartbeat = hb; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.PutJSON(ctx, st, model.NodeKey("n1"), model.Node{Name: "n1", Status: model.NodeReady, LastHeartbeat: t0}, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{Store: st, Events: events.NewRecorder(st, nil), Grace: 10 * time.Second,
+		UnreachableAfter: 4 * time.Second, RecoverAfter: 15 * time.Second, Now: func() time.Time { return now }})
+	c.started = t0.Add(-time.Hour)
+	step := func(at time.Duration, want string) {
+		t.Helper()
+		now = t0.Add(at)
+		if _, err := c.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o, err := store.GetJSON[model.Node](ctx, st, model.NodeKey("n1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Value.Status != want {
+			t.Fatalf("at +%s: status %s, want %s", at, o.Value.Status, want)
+		}
+	}
+	step(2*time.Second, model.NodeReady)
+	step(5*time.Second, model.NodeUnreachable)
+	step(11*time.Second, model.NodeDown)
+	// Heartbeats resume: the node stays down until they were steady for
+	// RecoverAfter; a gap restarts the count.
+	put(t0.Add(12 * time.Second))
+	step(12*time.Second, model.NodeDown)
+	step(20*time.Second, model.NodeDown) // silent again (8s): count restarts
+	put(t0.Add(21 * time.Second))
+	step(21*time.Second, model.NodeDown)
+	put(t0.Add(30 * time.Second))
+	step(30*time.Second, model.NodeDown)
+	put(t0.Add(36 * time.Second))
+	step(36*time.Second, model.NodeReady)
+}
