@@ -6,15 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/driver"
 )
@@ -32,11 +29,14 @@ type BenchOptions struct {
 }
 
 // BenchStart measures one start under d: how long Driver.Start takes
-// until the workload is running (the bundle written, the shim launched,
-// the runtime's container created and started), and, for comparison, how
-// long the runtime alone takes to run the same bundle detached
-// (`<runtime> run --detach`, no berth). The image is prepared once, untimed,
-// before either. Everything it starts is removed before it returns.
+// until the workload is running (the overlay root filesystem mounted, the
+// bundle written, the shim launched, the runtime's container created and
+// started), and, for comparison, how long the runtime alone takes to run
+// an equal bundle detached (`<runtime> run --detach`, no berth). Each side
+// gets a fresh overlay mount of the same image, prepared (pulled) once
+// before either, untimed; the runtime by hand goes first so neither side
+// reuses the other's warm mount. Everything it starts is removed before it
+// returns.
 func BenchStart(ctx context.Context, d *Driver, o BenchOptions) (berth, byHand time.Duration, err error) {
 	rt, err := d.runtime(o.Runtime)
 	if err != nil {
@@ -49,15 +49,31 @@ func BenchStart(ctx context.Context, d *Driver, o BenchOptions) (berth, byHand t
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	id := "berth-bench-" + hex.EncodeToString(suffix)
-	// Pull outside the timing; Start's Prepare then finds the image.
-	warm := id + "-warm"
-	if _, err := d.o.RootFS.Prepare(ctx, o.Image, warm); err != nil {
-		return 0, 0, err
-	}
-	_ = d.o.RootFS.Release(context.WithoutCancel(ctx), warm)
-
 	t := driver.Task{InstanceID: id, Namespace: "bench", App: "bench", Image: o.Image, Command: cmd, Labels: o.Labels,
 		Runtime: rt.name, MemoryBytes: 64 << 20, CPUMilli: 500}
+
+	// By hand: berth writes the bundle (untimed), the runtime runs it.
+	hand := t
+	hand.InstanceID = id + "-byhand"
+	r := record{ID: hand.InstanceID, Task: hand, Runtime: rt.name, Labels: d.labels(hand), CreatedAt: time.Now().UTC()}
+	if err := os.MkdirAll(filepath.Join(d.dir(r.ID), bundleDir), 0o700); err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if rerr := d.Remove(context.WithoutCancel(ctx), r.ID); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	if err := d.save(r); err != nil {
+		return 0, 0, err
+	}
+	if err := d.prepare(ctx, &r); err != nil {
+		return 0, 0, err
+	}
+	if byHand, err = runByHand(ctx, rt, filepath.Join(d.dir(r.ID), bundleDir), r.ID); err != nil {
+		return 0, 0, err
+	}
+
 	begin := time.Now()
 	if _, err := d.Start(ctx, t); err != nil {
 		return 0, 0, err
@@ -71,38 +87,13 @@ func BenchStart(ctx context.Context, d *Driver, o BenchOptions) (berth, byHand t
 	if st, err := d.Inspect(ctx, id); err != nil || st.State != driver.StateRunning {
 		return 0, 0, fmt.Errorf("benchmark workload is not running after Start: %+v %v", st, err)
 	}
-	if err := d.kill(ctx, rt, id); err != nil {
-		return 0, 0, err
-	}
-	byHand, err = runByHand(ctx, rt, filepath.Join(d.dir(id), bundleDir), id+"-byhand")
-	return berth, byHand, err
+	return berth, byHand, nil
 }
 
-// runByHand copies the bundle's config.json to a new bundle (same root
-// filesystem and /etc files, its own cgroup) and times `<runtime> run --detach`
-// of it, then deletes that container.
+// runByHand times `<runtime> run --detach` of bundle as container id,
+// then deletes the container.
 func runByHand(ctx context.Context, rt *runtime, bundle, id string) (time.Duration, error) {
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return 0, err
-	}
-	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return 0, err
-	}
-	spec.Linux.CgroupsPath = CgroupsPath(id)
-	dir, err := os.MkdirTemp(filepath.Dir(filepath.Dir(bundle)), id+"-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	if b, err = json.Marshal(&spec); err == nil {
-		err = os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
-	}
-	if err != nil {
-		return 0, err
-	}
-	argv := rt.argv("run", "--detach", "--bundle", dir, id)
+	argv := rt.argv("run", "--detach", "--bundle", bundle, id)
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {

@@ -152,8 +152,11 @@ func (d *Driver) launch(ctx context.Context, rt *runtime, id string, again bool)
 		return fmt.Errorf("start %s: %w", rt.name, err)
 	}
 	created := false
-	// Poll fast at first: most containers exist within tens of ms.
+	// Poll every millisecond at first (a stat and a small read): most
+	// containers exist within tens of ms, and a coarser poll would add
+	// its own latency to every start.
 	poll := time.Millisecond
+	fastUntil := time.Now().Add(500 * time.Millisecond)
 	for {
 		if !created {
 			_, err := os.Stat(pid)
@@ -190,7 +193,9 @@ func (d *Driver) launch(ctx context.Context, rt *runtime, id string, again bool)
 			return ctx.Err()
 		case <-time.After(poll):
 		}
-		poll = min(poll*2, 10*time.Millisecond)
+		if time.Now().After(fastUntil) {
+			poll = 10 * time.Millisecond
+		}
 	}
 }
 

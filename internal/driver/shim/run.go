@@ -37,7 +37,11 @@ func MaybeRun() {
 		err := json.Unmarshal([]byte(js), &spec)
 		execStage(spec, err) // does not return
 	}
-	if dir := os.Getenv(envShimDir); dir != "" {
+	if os.Getenv(envShimWarm) != "" {
+		dir, ok := warmDir()
+		if !ok {
+			os.Exit(0) // a spare nobody needed
+		}
 		os.Exit(runShim(dir))
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,7 +40,6 @@ const (
 
 // Environment markers that make MaybeRun act as the shim or the exec stage.
 const (
-	envShimDir  = "BERTH_SHIM_DIR"
 	envExecDir  = "BERTH_SHIM_EXEC"
 	envExecSpec = "BERTH_SHIM_EXEC_SPEC"
 	defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -146,36 +144,25 @@ func Launch(dir string, spec Spec) (State, error) {
 	if err := writeFileAtomic(filepath.Join(dir, specFile), b); err != nil {
 		return State{}, err
 	}
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	sh, err := takeShim()
 	if err != nil {
-		return State{}, fmt.Errorf("shim: %w", err)
+		return State{}, err
 	}
-	defer devnull.Close()
-	r, w, err := os.Pipe()
+	defer sh.report.Close()
+	_, err = fmt.Fprintln(sh.ctl, dir)
+	sh.ctl.Close()
+	// Start the next spare once this start is done with the CPU (a shim
+	// starting beside the runtime slows the runtime down on small hosts).
+	time.AfterFunc(refillDelay, refillSpare)
 	if err != nil {
-		return State{}, fmt.Errorf("shim: %w", err)
+		return State{}, fmt.Errorf("shim: hand %s to a shim: %w", dir, err)
 	}
-	defer r.Close()
-	cmd := selfCommand("berth-shim", dir)
-	cmd.Env = []string{envShimDir + "=" + dir, defaultPath}
-	cmd.Dir = "/"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return State{}, fmt.Errorf("shim: start %s: %w", selfExe, err)
-	}
-	w.Close()
-	// Reap the shim if it ends while this process lives; it is detached,
-	// so nothing else waits for it here.
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	msg, _ := io.ReadAll(r)
+	msg, _ := io.ReadAll(sh.report)
 	reply := strings.TrimSpace(string(msg))
 	if reply == "ok" {
 		return Read(dir)
 	}
+	exited := sh.exited
 	<-exited // a shim that failed exits at once; return with nothing running
 	st, _ := Read(dir)
 	if m, ok := strings.CutPrefix(reply, "error: "); ok {

@@ -424,3 +424,47 @@ func TestWaitEndsWithContext(t *testing.T) {
 		t.Fatalf("Wait after cancel: %+v %v", st, err)
 	}
 }
+
+// TestSpareShim: after a Launch a spare shim waits for the next workload,
+// the next Launch runs its workload in that spare, and a spare nobody
+// needs exits when its control pipe closes.
+func TestSpareShim(t *testing.T) {
+	first := tempDir(t)
+	if _, err := Launch(first, Spec{Args: []string{busybox, "true"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var s *started
+	for s == nil && time.Now().Before(deadline) {
+		spare.Lock()
+		s = spare.s
+		spare.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s == nil {
+		t.Fatal("no spare shim after a Launch")
+	}
+	second := tempDir(t)
+	st, err := Launch(second, Spec{Args: []string{busybox, "sh", "-c", "echo from-spare"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ShimPID != s.cmd.Process.Pid {
+		t.Fatalf("second Launch ran in shim %d, want the spare %d", st.ShimPID, s.cmd.Process.Pid)
+	}
+	if st, err := Wait(context.Background(), second); err != nil || st.ExitCode != 0 {
+		t.Fatalf("Wait: %+v %v", st, err)
+	}
+	// An idle spare exits when nobody hands it a workload.
+	idle, err := startShim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle.ctl.Close()
+	idle.report.Close()
+	select {
+	case <-idle.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("an idle spare did not exit after its control pipe closed")
+	}
+}
