@@ -22,7 +22,7 @@ import (
 func newUp() *cobra.Command {
 	o := daemon.Options{WriteContext: true}
 	var apply []string
-	var logLevel, portRange, subnet string
+	var logLevel, portRange, subnet, imageMax string
 	var noNative, accessLog bool
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -46,6 +46,13 @@ starting it again reattaches to them without restarting any.`,
 				return err
 			}
 			o.Native.Disabled = noNative
+			if imageMax != "" {
+				n, err := model.ParseByteSize(imageMax)
+				if err != nil {
+					return fmt.Errorf("--image-store-max: %w", err)
+				}
+				o.Native.ImageStoreMax = int64(n)
+			}
 			if accessLog {
 				o.Router.AccessLog = os.Stdout
 			}
@@ -84,6 +91,8 @@ starting it again reattaches to them without restarting any.`,
 	f.StringSliceVar(&o.Native.Runtimes, "runtimes", nil, "OCI runtimes to offer (runc, crun, runsc; default: every one installed)")
 	f.StringVar(&o.Native.DefaultRuntime, "default-runtime", "", "OCI runtime for oci apps that name none (default runc)")
 	f.StringVar(&o.Native.RegistryConfig, "registry-config", "", "docker config.json with registry credentials for image pulls")
+	f.StringVar(&imageMax, "image-store-max", "", "evict least recently used unused images past this size (e.g. 20Gi); unreferenced layers are always collected")
+	f.DurationVar(&o.Native.ImageGCInterval, "image-gc-interval", 10*time.Minute, "how often the image store is collected")
 	f.StringSliceVar(&o.Native.InsecureRegistries, "insecure-registry", nil, "registry host[:port] spoken to over plain HTTP (loopback always is)")
 	return cmd
 }

@@ -172,6 +172,7 @@ func RunUp(ctx context.Context, o Options) error {
 	goRun(func() { nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { trimEvents(ctx, st, o.Log) })
+	goRun(func() { nat.gcImages(ctx, o.Native, o.Log) })
 	if rt != nil {
 		goRun(func() {
 			if err := rt.Run(ctx); err != nil {

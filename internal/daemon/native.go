@@ -1,16 +1,19 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/oci"
 	"github.com/berth-dev/berth/internal/driver/process"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/network/cni"
 )
@@ -33,6 +36,16 @@ type NativeOptions struct {
 	RegistryConfig string
 	// InsecureRegistries are spoken to over plain HTTP (loopback always is).
 	InsecureRegistries []string
+	// NoNetwork leaves the node network out: process instances share the
+	// host's network and cannot publish ports.
+	NoNetwork bool
+	// ImageStoreMax bounds the image store: every ImageGCInterval,
+	// unreferenced layers are deleted and, past this size, least recently
+	// used images no instance uses are evicted. Zero: only unreferenced data.
+	ImageStoreMax int64
+	// ImageGCInterval is how often the image store is collected (default
+	// 10m).
+	ImageGCInterval time.Duration
 }
 
 // native is the assembled native runtime path.
@@ -52,10 +65,12 @@ func startNative(dataDir, node string, o NativeOptions, log *slog.Logger) (*nati
 		return n, nil
 	}
 	var err error
-	n.network, err = cni.New(cni.Options{StateDir: filepath.Join(dataDir, "network"), BridgeName: o.Bridge, Subnet: o.Subnet})
-	if err != nil {
-		log.Warn("node network unavailable: oci and process instances get no address and cannot publish ports", "err", err)
-		n.network = nil
+	if !o.NoNetwork {
+		n.network, err = cni.New(cni.Options{StateDir: filepath.Join(dataDir, "network"), BridgeName: o.Bridge, Subnet: o.Subnet})
+		if err != nil {
+			log.Warn("node network unavailable: oci and process instances get no address and cannot publish ports", "err", err)
+			n.network = nil
+		}
 	}
 	var nodeNet network.Node
 	if n.network != nil {
@@ -96,6 +111,33 @@ func (n *native) drivers(m map[string]driver.Driver) {
 	}
 	if n.process != nil {
 		m["process"] = n.process
+	}
+}
+
+// gcImages collects the image store every interval until ctx ends.
+func (n *native) gcImages(ctx context.Context, o NativeOptions, log *slog.Logger) {
+	if n.images == nil {
+		return
+	}
+	every := o.ImageGCInterval
+	if every <= 0 {
+		every = 10 * time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := n.images.GC(ctx, o.ImageStoreMax)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("image store gc", "err", err)
+		case res.FreedBytes > 0:
+			log.Info("image store gc", "freed", model.ByteSize(res.FreedBytes).Human(), "evicted", res.Evicted)
+		}
 	}
 }
 
