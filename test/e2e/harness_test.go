@@ -85,7 +85,7 @@ type berth struct {
 	// extra are more `berth up` flags.
 	extra  []string
 	cmd    *exec.Cmd
-	logs   *bytes.Buffer
+	logs   *syncBuffer
 	c      *client.Client
 	docker *dockerclient.Client
 }
@@ -143,7 +143,7 @@ func startBerth(t *testing.T, extraFlags ...string) *berth {
 
 func (b *berth) start() {
 	b.t.Helper()
-	b.logs = &bytes.Buffer{}
+	b.logs = &syncBuffer{}
 	b.cmd = exec.Command(binary, "up", "--data-dir", b.dataDir, "--listen", b.listen, "--node-name", b.node,
 		"--workload-label", "berth.test=1", "--log-level", "debug", "--port-range", b.ports,
 		"--bridge", b.bridge, "--bridge-subnet", b.subnet, "--router-listen", "127.0.0.1:0")
