@@ -93,7 +93,7 @@ func (p *rolloutPlan) blueGreen() {
 		}
 		preview := time.Duration(p.spec.BlueGreen.PreviewSeconds) * time.Second
 		if left := preview - p.now.Sub(ro.StepStartedAt); left > 0 {
-			ro.Message = fmt.Sprintf("new set ready; switching traffic in %s", left.Round(time.Second))
+			ro.Message = fmt.Sprintf("new set ready; switching traffic at %s", at(p.now.Add(left)))
 			return
 		}
 		now := p.now
@@ -106,7 +106,7 @@ func (p *rolloutPlan) blueGreen() {
 	ro.Traffic = &model.Traffic{Stable: ro.To}
 	delay := p.spec.BlueGreen.ScaleDownDelay.Duration
 	if left := delay - p.now.Sub(*ro.SwitchedAt); left > 0 && len(p.old) > 0 {
-		ro.Message = fmt.Sprintf("traffic on revision %d; old set stops in %s (undo switches back at once)", ro.To, left.Round(time.Second))
+		ro.Message = fmt.Sprintf("traffic on revision %d; old set stops at %s (undo switches back at once)", ro.To, at(p.now.Add(left)))
 		return
 	}
 	if len(p.old) > 0 {
@@ -188,10 +188,10 @@ func (p *rolloutPlan) canary() {
 	elapsed := p.now.Sub(ro.StepStartedAt)
 	switch {
 	case st.Weight != nil && elapsed < window:
-		ro.Message = fmt.Sprintf("step %d/%d: weight %d%%, canary healthy; analysis window ends in %s", ro.Step+1, len(steps), w, (window - elapsed).Round(time.Second))
+		ro.Message = fmt.Sprintf("step %d/%d: weight %d%%, canary healthy; analysis window ends at %s", ro.Step+1, len(steps), w, at(ro.StepStartedAt.Add(window)))
 		return
 	case st.Pause != nil && st.Pause.Duration.Duration > 0 && elapsed < st.Pause.Duration.Duration:
-		ro.Message = fmt.Sprintf("step %d/%d: pause, %s left (weight %d%%)", ro.Step+1, len(steps), (st.Pause.Duration.Duration - elapsed).Round(time.Second), w)
+		ro.Message = fmt.Sprintf("step %d/%d: pause until %s (weight %d%%)", ro.Step+1, len(steps), at(ro.StepStartedAt.Add(st.Pause.Duration.Duration)), w)
 		return
 	case isIndefinitePause(st) && (window == 0 || elapsed < window):
 		if ro.State != model.RolloutPaused {
@@ -235,3 +235,8 @@ func (p *rolloutPlan) promoteFull(newAvail int) {
 	}
 	p.succeed()
 }
+
+// at formats a time for rollout messages. Messages name instants rather
+// than countdowns so the stored rollout changes only when something
+// happens.
+func at(t time.Time) string { return t.UTC().Format("15:04:05 UTC") }
