@@ -67,7 +67,7 @@ The CLI finds the server through the context 'berth up' writes
 	pf.StringVarP(&g.namespace, "namespace", "n", model.DefaultNamespace, "namespace of the apps to act on")
 	root.AddCommand(newUp(), newApply(g), newRollout(g), newApps(g), newGet(g), newPs(g), newLogs(g), newScale(g),
 		newRm(g), newNodes(g), newEvents(g), newVersion(g), newImage(g), newBench(), newCert(g), newRouter(),
-		newServer(), newAgent(), newToken(g), newNode(g))
+		newServer(), newAgent(), newToken(g), newNode(g), newSecret(g))
 	return root
 }
 

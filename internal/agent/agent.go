@@ -43,6 +43,14 @@ type Options struct {
 	// Heartbeat interval (default DefaultHeartbeat).
 	Heartbeat time.Duration
 	Version   string
+	// Secrets resolves an app's imagePullSecret; nil means this agent has
+	// no access to secrets and such apps fail to start with that message.
+	Secrets SecretSource
+}
+
+// SecretSource reads a secret's values.
+type SecretSource interface {
+	Get(ctx context.Context, ns, name string) (map[string]string, error)
 }
 
 // DefaultHeartbeat is how often the agent writes its node object; the

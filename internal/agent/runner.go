@@ -178,7 +178,13 @@ func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppS
 	r.setStatus(ctx, func(s *model.InstanceStatus) {
 		s.State, s.Message, s.NextRestartAt = model.StateStarting, "", nil
 	})
-	cid, err := drv.Start(ctx, r.task(in, spec))
+	task := r.task(in, spec)
+	var cid string
+	auth, err := r.a.registryAuth(ctx, in.Namespace, spec.ImagePullSecret)
+	if err == nil {
+		task.RegistryAuth = auth
+		cid, err = drv.Start(ctx, task)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return

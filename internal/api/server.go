@@ -31,7 +31,10 @@ type Options struct {
 	AdminToken string
 	Logs       LogSource
 	// Images is the local node's image store; nil disables /v1/images.
-	Images  ImageStore
+	Images ImageStore
+	// Secrets keeps secrets (values sealed at rest); nil disables
+	// /v1/secrets.
+	Secrets SecretStore
 	Version model.VersionInfo
 	Log     *slog.Logger
 	// CA, when set, turns on the cluster endpoints: join tokens, agent
@@ -85,6 +88,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/events", s.auth(s.listEvents))
 	s.rolloutRoutes()
 	s.imageRoutes()
+	s.secretRoutes()
 	s.certRoutes()
 	s.clusterRoutes()
 	s.storeRoutes()

@@ -31,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/router"
+	"github.com/berth-dev/berth/internal/secrets"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt"
 )
@@ -146,9 +147,13 @@ func RunUp(ctx context.Context, o Options) error {
 		}
 	}
 	rec := events.NewRecorder(st, o.Log)
-	ag := agent.New(agent.Options{Store: st, Drivers: drivers, Labels: o.NodeLabels,
+	secretStore, err := openSecrets(o.DataDir, st)
+	if err != nil {
+		return err
+	}
+	ag := agent.New(agent.Options{Store: st, Drivers: drivers, Labels: o.NodeLabels, Secrets: secretStore,
 		NodeName: o.NodeName, PortRange: o.PortRange, WorkloadLabels: o.WorkloadLabels, Events: rec, Log: o.Log, Version: o.Version})
-	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log, Images: images,
+	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log, Images: images, Secrets: secretStore,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -250,4 +255,14 @@ func trimEvents(ctx context.Context, st store.Store, log *slog.Logger) {
 		case <-t.C:
 		}
 	}
+}
+
+// openSecrets opens the secrets service: values sealed with the key in
+// dataDir (made at first start), stored in st.
+func openSecrets(dataDir string, st store.Store) (*secrets.Service, error) {
+	box, err := secrets.OpenBox(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &secrets.Service{Store: st, Box: box}, nil
 }

@@ -94,7 +94,12 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven,
 		ClientCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	rec := events.NewRecorder(st, o.Log)
-	srv := api.New(api.Options{Store: st, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL,
+	secretStore, err := openSecrets(o.DataDir, st)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := api.New(api.Options{Store: st, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	url := "https://" + urlHost(ln.Addr().String(), o.Advertise)
 

@@ -66,6 +66,17 @@ type Task struct {
 	ReadOnlyRootFS bool
 	// Tmpfs lists paths to mount as fresh tmpfs.
 	Tmpfs []string
+	// RegistryAuth authenticates the image pull; nil means the node's
+	// configured credentials or anonymous. Never persisted by drivers.
+	RegistryAuth *RegistryAuth `json:"-"`
+}
+
+// RegistryAuth are registry credentials for one pull: a user name and
+// password, or a docker config.json whose entry for the image's registry
+// is used.
+type RegistryAuth struct {
+	Username, Password string
+	DockerConfig       []byte
 }
 
 // Workload states as reported by Inspect and List.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // Auth says how to authenticate to a registry. Explicit credentials win
@@ -27,10 +28,13 @@ type Auth struct {
 	// the image's registry is used (auth, or username and password, or
 	// identitytoken). Credential helpers (credsStore) are not run.
 	ConfigPath string
+	// ConfigJSON is the content of a docker config.json (from a berth
+	// secret), read like ConfigPath.
+	ConfigJSON []byte
 }
 
 func (a Auth) empty() bool {
-	return a.Username == "" && a.Password == "" && a.RegistryToken == "" && a.ConfigPath == ""
+	return a.Username == "" && a.Password == "" && a.RegistryToken == "" && a.ConfigPath == "" && len(a.ConfigJSON) == 0
 }
 
 // dockerConfig is the part of ~/.docker/config.json berth reads.
@@ -54,6 +58,12 @@ func (a Auth) authenticator(registry string) (authn.Authenticator, error) {
 		return authn.FromConfig(authn.AuthConfig{Username: a.Username, Password: a.Password}), nil
 	case a.RegistryToken != "":
 		return authn.FromConfig(authn.AuthConfig{RegistryToken: a.RegistryToken}), nil
+	case len(a.ConfigJSON) > 0:
+		cfg, err := configAuthFrom(a.ConfigJSON, "the secret's .dockerconfigjson", registry)
+		if err != nil {
+			return nil, err
+		}
+		return authn.FromConfig(cfg), nil
 	case a.ConfigPath != "":
 		cfg, err := configAuth(a.ConfigPath, registry)
 		if err != nil {
@@ -71,6 +81,12 @@ func configAuth(path, registry string) (authn.AuthConfig, error) {
 	if err != nil {
 		return authn.AuthConfig{}, fmt.Errorf("registry credentials: %w", err)
 	}
+	return configAuthFrom(b, path, registry)
+}
+
+// configAuthFrom is configAuth for config.json content b, named path in
+// errors.
+func configAuthFrom(b []byte, path, registry string) (authn.AuthConfig, error) {
 	var cfg dockerConfig
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return authn.AuthConfig{}, fmt.Errorf("registry credentials: %s is not a docker config.json: %w", path, err)
@@ -118,4 +134,16 @@ func authKey(s string) string {
 		return "index.docker.io"
 	}
 	return s
+}
+
+// ConfigCredentials returns the user name and password a docker
+// config.json (content b) holds for the registry of image ref; empty
+// strings when it has none.
+func ConfigCredentials(b []byte, ref string) (username, password string, err error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", "", fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	cfg, err := configAuthFrom(b, "the docker config", r.Context().RegistryStr())
+	return cfg.Username, cfg.Password, err
 }

@@ -40,7 +40,8 @@ func validID(id string) error {
 }
 
 // Prepare implements rootfs.Provider: it makes sure ref is stored (pulling
-// it with Options.DefaultAuth if missing) and mounts an overlayfs for
+// it if missing, with the rootfs.Credentials ctx carries, else
+// Options.DefaultAuth) and mounts an overlayfs for
 // workload id at containers/<id>/rootfs, the image's layers as lower dirs
 // and containers/<id>/upper as the writable layer. Preparing a prepared
 // id returns the same mount, remounting it if it is gone (after a
@@ -81,7 +82,11 @@ func (s *Service) Prepare(ctx context.Context, ref, id string) (rootfs.Mount, er
 				pullRef = r.Context().Digest(meta.Digest).Name()
 			}
 		}
-		img, err := s.pull(ctx, pullRef, PullOptions{})
+		var opts PullOptions
+		if c, ok := rootfs.CredentialsFrom(ctx); ok {
+			opts.Auth = Auth{Username: c.Username, Password: c.Password, ConfigJSON: c.DockerConfig}
+		}
+		img, err := s.pull(ctx, pullRef, opts)
 		if err != nil {
 			return rootfs.Mount{}, fmt.Errorf("prepare %s: %w", id, err)
 		}

@@ -78,6 +78,10 @@ type AppSpec struct {
 	ReadOnlyRootFS bool `json:"readOnlyRootfs,omitempty"`
 	// Tmpfs lists absolute paths that get a fresh tmpfs.
 	Tmpfs []string `json:"tmpfs,omitempty"`
+	// ImagePullSecret names a secret of the app's namespace with registry
+	// credentials (username and password, or .dockerconfigjson) for
+	// pulling Image.
+	ImagePullSecret string `json:"imagePullSecret,omitempty"`
 	// Routes expose the app's ports through the edge router (see route.go).
 	Routes []Route `json:"routes,omitempty"`
 	// Rollout says how a new revision replaces the running one: rolling

@@ -74,6 +74,13 @@ func (v *validator) runtime(s *AppSpec) {
 		}
 		seen[path.Clean(p)] = true
 	}
+	if s.ImagePullSecret != "" {
+		if msg := CheckDNSLabel(s.ImagePullSecret); msg != "" {
+			v.add("imagePullSecret", "%s", msg)
+		} else if s.Driver == DriverProcess {
+			v.add("imagePullSecret", "driver process pulls no image")
+		}
+	}
 	if s.Driver == DriverProcess && (s.ReadOnlyRootFS || len(s.Tmpfs) > 0) {
 		v.add("driver", "process runs on the host filesystem; readOnlyRootfs and tmpfs need driver oci or docker")
 	}

@@ -27,6 +27,8 @@ func TestRuntimeFields(t *testing.T) {
 		{"process without image", func(s *AppSpec) { s.Driver, s.Image = DriverProcess, "" }, "", ""},
 		{"process with image", func(s *AppSpec) { s.Driver = DriverProcess }, "image", "must be empty for driver process"},
 		{"process without command", func(s *AppSpec) { s.Driver, s.Image, s.Command = DriverProcess, "", nil }, "command", "is required"},
+		{"pull secret", func(s *AppSpec) { s.ImagePullSecret = "regcred" }, "", ""},
+		{"bad pull secret", func(s *AppSpec) { s.ImagePullSecret = "Reg_Cred" }, "imagePullSecret", "lowercase"},
 		{"process read-only", func(s *AppSpec) { s.Driver, s.Image, s.ReadOnlyRootFS = DriverProcess, "", true }, "driver", "host filesystem"},
 	}
 	for _, tc := range cases {

@@ -256,3 +256,18 @@ func sortedStrings(m map[string]string) []string {
 	sortStrings(out)
 	return out
 }
+
+// CheckDNSLabel returns why s is not a DNS label (names, namespaces), or "".
+func CheckDNSLabel(s string) string {
+	v := &validator{}
+	v.dns("name", s, 63, true)
+	if len(v.errs) == 0 {
+		return ""
+	}
+	return v.errs[0].Message
+}
+
+var secretKey = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+
+// ValidSecretKey reports whether k may name a value in a secret.
+func ValidSecretKey(k string) bool { return secretKey.MatchString(k) }

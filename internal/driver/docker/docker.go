@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
 	dockerclient "github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/netns"
+	berthimage "github.com/berth-dev/berth/internal/image"
 )
 
 // Options configure the driver.
@@ -80,7 +82,7 @@ func ContainerName(instanceID string) string { return "berth-" + instanceID }
 
 // Start implements driver.Driver.
 func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
-	if err := d.ensureImage(ctx, t.Image); err != nil {
+	if err := d.ensureImage(ctx, t.Image, t.RegistryAuth); err != nil {
 		return "", err
 	}
 	cfg, hc, err := d.containerConfig(t)
@@ -105,12 +107,17 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 	return created.ID, nil
 }
 
-// ensureImage pulls the image if the engine does not have it.
-func (d *Driver) ensureImage(ctx context.Context, ref string) error {
+// ensureImage pulls the image if the engine does not have it, with auth
+// when given.
+func (d *Driver) ensureImage(ctx context.Context, ref string, auth *driver.RegistryAuth) error {
 	if _, err := d.c.ImageInspect(ctx, ref); err == nil {
 		return nil
 	}
-	rc, err := d.c.ImagePull(ctx, ref, image.PullOptions{})
+	opts, err := pullOptions(ref, auth)
+	if err != nil {
+		return err
+	}
+	rc, err := d.c.ImagePull(ctx, ref, opts)
 	if err != nil {
 		return fmt.Errorf("pull %s: %s", ref, engineMessage(err))
 	}
@@ -395,3 +402,23 @@ var (
 	_ driver.Driver       = (*Driver)(nil)
 	_ driver.InsideDialer = (*Driver)(nil)
 )
+
+// pullOptions carries auth to the engine (a user name and password, or
+// the entry of a docker config.json for ref's registry).
+func pullOptions(ref string, auth *driver.RegistryAuth) (image.PullOptions, error) {
+	if auth == nil {
+		return image.PullOptions{}, nil
+	}
+	user, pass := auth.Username, auth.Password
+	if user == "" && len(auth.DockerConfig) > 0 {
+		var err error
+		if user, pass, err = berthimage.ConfigCredentials(auth.DockerConfig, ref); err != nil {
+			return image.PullOptions{}, err
+		}
+	}
+	enc, err := registry.EncodeAuthConfig(registry.AuthConfig{Username: user, Password: pass})
+	if err != nil {
+		return image.PullOptions{}, err
+	}
+	return image.PullOptions{RegistryAuth: enc}, nil
+}

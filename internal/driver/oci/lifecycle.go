@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/shim"
+	"github.com/berth-dev/berth/internal/rootfs"
 )
 
 // killWait bounds how long Stop and Remove wait for a workload to go away
@@ -95,7 +96,11 @@ func (d *Driver) labels(t driver.Task) map[string]string {
 // files and config.json. Every step is idempotent.
 func (d *Driver) prepare(ctx context.Context, r *record) error {
 	t := r.Task
-	m, err := d.o.RootFS.Prepare(ctx, t.Image, r.ID)
+	pctx := ctx
+	if a := t.RegistryAuth; a != nil {
+		pctx = rootfs.WithCredentials(ctx, rootfs.Credentials{Username: a.Username, Password: a.Password, DockerConfig: a.DockerConfig})
+	}
+	m, err := d.o.RootFS.Prepare(pctx, t.Image, r.ID)
 	if err != nil {
 		return err
 	}
