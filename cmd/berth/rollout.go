@@ -72,11 +72,9 @@ func watchRollout(ctx context.Context, c *client.Client, ns, name string) error 
 			fmt.Printf("--- %s\n%s", time.Now().Format("15:04:05"), s)
 			last = s
 		}
-		if v.Pending == nil && (v.Rollout == nil || v.Rollout.Done() && v.Rollout.Traffic == nil) {
-			if v.Rollout != nil && (v.Rollout.State == model.RolloutFailed) {
-				return fmt.Errorf("rollout of %s failed: %s", name, v.Rollout.Reason)
-			}
-			return nil
+		done, err := rolloutOver(ctx, c, ns, name, v)
+		if err != nil || done {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -84,6 +82,29 @@ func watchRollout(ctx context.Context, c *client.Client, ns, name string) error 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// rolloutOver reports whether there is nothing more to watch: the
+// rollout of the app's current revision (or back to it) has ended, or
+// there is none and the app has converged (a change the controller has
+// not picked up yet is not over).
+func rolloutOver(ctx context.Context, c *client.Client, ns, name string, v model.RolloutView) (bool, error) {
+	if v.Pending != nil {
+		return false, nil
+	}
+	ro := v.Rollout
+	covers := ro != nil && (ro.To == v.Revision && ro.RevertTo == 0 || ro.RevertTo == v.Revision)
+	if covers {
+		if ro.State == model.RolloutFailed {
+			return true, fmt.Errorf("rollout of %s failed: %s", name, ro.Reason)
+		}
+		return ro.Done() && ro.Traffic == nil, nil
+	}
+	app, err := c.GetApp(ctx, ns, name)
+	if err != nil {
+		return false, err
+	}
+	return app.Status.Converged, nil
 }
 
 func printRollout(w io.Writer, v model.RolloutView) {

@@ -101,8 +101,27 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 
 	finish := background(t, loadOptions{Addr: addr, Host: app + ".test", Pause: 40 * time.Millisecond})
 	b.applyRouted(app, "v2", 3, rolling)
+	watched := make(chan string, 1)
+	go func() {
+		out, err := b.cli("rollout", "status", "-w", app)
+		if err != nil {
+			out += "\nexit: " + err.Error()
+		}
+		watched <- out
+	}()
 	b.waitRollout(app, 2, model.RolloutSucceeded, nil)
 	res := finish()
+	select {
+	case out := <-watched:
+		if !strings.Contains(out, "state:     succeeded") || !strings.Contains(out, "revision 1 -> 2") {
+			t.Fatalf("rollout status -w:\n%s", out)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("rollout status -w did not end after the rollout")
+	}
+	if h := b.mustCLI("rollout", "history", app); !strings.Contains(h, "last rollout: rolling 1 -> 2, succeeded") {
+		t.Fatalf("rollout history:\n%s", h)
+	}
 	noErrors(t, "load during the rolling update", res)
 	if res.ByBody["v1"] == 0 || res.ByBody["v2"] == 0 {
 		t.Fatalf("load did not span the update: %s", res)
