@@ -46,6 +46,7 @@ starting it again reattaches to them without restarting any.`,
 				return err
 			}
 			o.Native.Disabled = noNative
+			o.Router.Optional = !cmd.Flags().Changed("router-listen")
 			if imageMax != "" {
 				n, err := model.ParseByteSize(imageMax)
 				if err != nil {

@@ -68,6 +68,9 @@ type Options struct {
 // RouterOptions are the edge router's listen addresses.
 type RouterOptions struct {
 	Listen, TLSListen, MetricsListen string
+	// Optional lets berth run without its router when an address is
+	// taken (the defaults), with a warning, instead of failing.
+	Optional bool
 	// AccessLog gets one line per request; nil means none.
 	AccessLog io.Writer
 }
@@ -142,8 +145,12 @@ func RunUp(ctx context.Context, o Options) error {
 	if o.Router.Listen != "" || o.Router.TLSListen != "" {
 		rt, err = router.New(router.Options{Source: router.NewStoreSource(st, o.Log), Listen: o.Router.Listen,
 			TLSListen: o.Router.TLSListen, MetricsListen: o.Router.MetricsListen, AccessLog: o.Router.AccessLog, Log: o.Log})
-		if err != nil {
-			return fmt.Errorf("router: %w (use --router-listen to pick another address, or \"\" to turn it off)", err)
+		switch {
+		case err != nil && o.Router.Optional:
+			o.Log.Warn("edge router not started (pass --router-listen to choose its address)", "err", err)
+			rt = nil
+		case err != nil:
+			return fmt.Errorf("%w (use --router-listen to pick another address, or \"\" to turn it off)", err)
 		}
 	}
 	rec := events.NewRecorder(st, o.Log)
