@@ -119,6 +119,7 @@ with backoff and catches up.`,
 	f.StringToStringVar(&o.WorkloadLabels, "workload-label", nil, "extra label put on every workload this node starts (key=value, repeatable)")
 	f.BoolVar(&noNative, "no-native", false, "docker only: no image store, node network, driver oci or process")
 	f.BoolVar(&o.NoDocker, "no-docker", false, "leave the docker driver out")
+	f.BoolVar(&o.Native.NoNetwork, "no-node-network", false, "no node network: process instances share the host's network (no published ports)")
 	f.StringVar(&o.Native.Bridge, "bridge", "", "node network bridge for oci and process instances (default berth0)")
 	f.StringVar(&subnet, "bridge-subnet", "", "IPv4 subnet of the node network (default 10.89.0.0/24)")
 	f.StringSliceVar(&o.Native.Runtimes, "runtimes", nil, "OCI runtimes to offer (runc, crun, runsc; default: every one installed)")
