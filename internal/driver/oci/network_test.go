@@ -3,158 +3,25 @@
 package oci
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/drivertest"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/registrytest"
 	"github.com/berth-dev/berth/internal/network/cni"
+	"github.com/berth-dev/berth/internal/network/cni/cnitest"
 )
 
-// need skips t when ok is false, or fails it under CI=true.
-func need(t testing.TB, ok bool, format string, args ...any) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// newTestNetwork makes a CNI node network on a berth-test-* bridge in a
-// free 10.215.x.0/24 subnet, state and namespaces in a temp dir; the
-// bridge, iptables rules and namespaces are removed at cleanup (after the
-// driver's own cleanup, which detaches its workloads).
-func newTestNetwork(t testing.TB) *cni.Network {
-	t.Helper()
-	_, err := exec.LookPath("iptables-save")
-	need(t, err == nil, "iptables-save not found (apt-get install iptables)")
-	dir, err := os.MkdirTemp("", "berth-test-cni-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	opts := cni.Options{StateDir: filepath.Join(dir, "network"), NetNSDir: filepath.Join(dir, "netns"),
-		BridgeName: "berth-test-" + randHex(2)}
-	t.Cleanup(func() { cleanupNetwork(t, opts) })
-	for range 20 {
-		x := make([]byte, 1)
-		_, _ = rand.Read(x)
-		opts.Subnet = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 215, x[0], 0}), 24)
-		n, err := cni.New(opts)
-		if err == nil {
-			return n
-		}
-		if !strings.Contains(err.Error(), "overlaps") {
-			need(t, false, "CNI network: %v", err)
-		}
-	}
-	t.Fatal("no free 10.215.x.0/24 subnet")
-	return nil
-}
-
-// cleanupNetwork removes what a test network may have left even after a
-// failure half-way: attachments, namespaces, iptables rules naming its
-// subnet or bridge, the bridge.
-func cleanupNetwork(t testing.TB, opts cni.Options) {
-	ctx := context.Background()
-	if !opts.Subnet.IsValid() {
-		return
-	}
-	if n, err := cni.New(opts); err == nil {
-		ids, _ := n.List(ctx)
-		for _, id := range ids {
-			if err := n.Detach(ctx, id); err != nil {
-				t.Logf("cleanup: detach %s: %v", id, err)
-			}
-		}
-	}
-	if ents, err := os.ReadDir(opts.NetNSDir); err == nil {
-		for _, e := range ents {
-			p := filepath.Join(opts.NetNSDir, e.Name())
-			_ = unix.Unmount(p, unix.MNT_DETACH)
-			_ = os.Remove(p)
-		}
-	}
-	prefix := strings.TrimSuffix(opts.Subnet.Addr().String(), "0")
-	for _, table := range []string{"filter", "nat"} {
-		out, _ := exec.Command("iptables-save", "-t", table).Output()
-		var chains []string
-		for _, line := range strings.Split(string(out), "\n") {
-			if !strings.HasPrefix(line, "-A ") || !(strings.Contains(line, prefix) || strings.Contains(line, opts.BridgeName)) {
-				continue
-			}
-			args := splitRule(strings.TrimPrefix(line, "-A "))
-			if len(args) > 0 && strings.HasPrefix(args[0], "CNI-") && len(args[0]) == 28 {
-				chains = append(chains, args[0])
-			}
-			if out, err := exec.Command("iptables", append([]string{"-t", table, "-D"}, args...)...).CombinedOutput(); err != nil {
-				t.Logf("cleanup: iptables -D %v: %v %s", args, err, out)
-			}
-		}
-		for _, c := range chains {
-			_ = exec.Command("iptables", "-t", table, "-X", c).Run()
-		}
-	}
-	if l, err := netlink.LinkByName(opts.BridgeName); err == nil {
-		if err := netlink.LinkDel(l); err != nil {
-			t.Logf("cleanup: delete bridge %s: %v", opts.BridgeName, err)
-		}
-	}
-}
-
-// splitRule splits an iptables-save rule into arguments, keeping quoted
-// comments whole.
-func splitRule(s string) []string {
-	var out []string
-	var cur strings.Builder
-	inQ, have := false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' && inQ && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-		case c == '"':
-			inQ, have = !inQ, true
-		case c == ' ' && !inQ:
-			if have {
-				out = append(out, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteByte(c)
-			have = true
-		}
-	}
-	if have {
-		out = append(out, cur.String())
-	}
-	return out
-}
+// newTestNetwork makes a CNI node network of its own in 10.215.x.0/24,
+// removed at cleanup (after the driver's own cleanup, which detaches its
+// workloads).
+func newTestNetwork(t testing.TB) *cni.Network { return cnitest.New(t, 215) }
 
 // localOnly refuses registry traffic to anything but 127.0.0.1, so a
 // test pulling a missing image never reaches out to Docker Hub.
