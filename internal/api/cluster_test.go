@@ -1,0 +1,152 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/store/bolt"
+)
+
+// tlsServer serves the API with the cluster endpoints over TLS that
+// verifies client certificates, as berth server does.
+func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := bolt.Open(filepath.Join(dir, "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.ServerCert(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(New(Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	t.Cleanup(func() { srv.Close(); st.Close() })
+	c, err := client.NewTLS(srv.URL, token, ca.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ca, srv
+}
+
+// joinAs posts a join (or, with cert, a renew) and returns the status,
+// the answer and the key made for it.
+func joinAs(t *testing.T, srv *httptest.Server, ca *pki.CA, path, tok, node string, cert *tls.Certificate) (int, model.JoinResponse, string, []byte) {
+	t.Helper()
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(model.JoinRequest{Token: tok, Node: node, CSRPEM: string(csrPEM)})
+	hc := agentHTTP(ca, cert)
+	resp, err := hc.Post(srv.URL+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var jr model.JoinResponse
+	_ = json.Unmarshal(body, &jr)
+	return resp.StatusCode, jr, string(body), keyPEM
+}
+
+func agentHTTP(ca *pki.CA, cert *tls.Certificate) *http.Client {
+	conf := &tls.Config{RootCAs: ca.Pool()}
+	if cert != nil {
+		conf.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: conf}}
+}
+
+func get(t *testing.T, hc *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestJoinRenewAndRevoke(t *testing.T) {
+	c, ca, srv := tlsServer(t)
+	ctx := context.Background()
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok.Token, "berth-join-"+ca.Fingerprint()+".") {
+		t.Fatalf("token %s does not carry the CA fingerprint", tok.Token)
+	}
+	code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, "n1", nil)
+	if code != http.StatusOK {
+		t.Fatalf("join: %d %s", code, body)
+	}
+	cert, err := tls.X509KeyPair([]byte(jr.CertPEM), keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := agentHTTP(ca, &cert)
+	if code, body := get(t, hc, srv.URL+"/v1/store/kv?key=/nodes/n1"); code != http.StatusNotFound {
+		t.Fatalf("own node with the agent certificate: %d %s", code, body)
+	}
+	if code, body := get(t, hc, srv.URL+"/v1/apps"); code != http.StatusForbidden {
+		t.Fatalf("admin endpoint with an agent certificate: %d %s", code, body)
+	}
+	if code, body := get(t, hc, srv.URL+"/v1/store/kv?key=/nodes/n2"); code != http.StatusForbidden {
+		t.Fatalf("another node with an agent certificate: %d %s", code, body)
+	}
+	// Another agent may not take the name.
+	if code, _, body, _ := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, "n1", nil); code != http.StatusConflict || !strings.Contains(body, "held by another agent") {
+		t.Fatalf("duplicate name: %d %s", code, body)
+	}
+	// Renewal over mTLS gives a new certificate that works; the old
+	// (other key) one is replaced.
+	code, jr2, body, key2 := joinAs(t, srv, ca, "/v1/cluster/renew", "", "n1", &cert)
+	if code != http.StatusOK {
+		t.Fatalf("renew: %d %s", code, body)
+	}
+	cert2, err := tls.X509KeyPair([]byte(jr2.CertPEM), key2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, agentHTTP(ca, &cert2), srv.URL+"/v1/store/kv?key=/nodes/n1"); code != http.StatusNotFound {
+		t.Fatalf("renewed certificate: %d %s", code, body)
+	}
+	if code, _ := get(t, hc, srv.URL+"/v1/store/kv?key=/nodes/n1"); code != http.StatusUnauthorized {
+		t.Fatalf("replaced certificate still accepted: %d", code)
+	}
+	// Renewing for another name is refused.
+	if code, _, body, _ := joinAs(t, srv, ca, "/v1/cluster/renew", "", "n2", &cert2); code != http.StatusForbidden {
+		t.Fatalf("renew as another node: %d %s", code, body)
+	}
+	// A revoked token is refused, and says so.
+	if err := c.RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body, _ := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, "n3", nil); code != http.StatusUnauthorized || !strings.Contains(body, "token_revoked") {
+		t.Fatalf("revoked: %d %s", code, body)
+	}
+	if code, _, body, _ := joinAs(t, srv, ca, "/v1/cluster/join", "berth-join-xyz", "n3", nil); code != http.StatusBadRequest || !strings.Contains(body, "token_malformed") {
+		t.Fatalf("malformed: %d %s", code, body)
+	}
+}
