@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"time"
 )
 
@@ -163,4 +164,23 @@ type Driver interface {
 	Logs(ctx context.Context, id string, opts LogOptions) (io.ReadCloser, error)
 	// Exec runs cmd inside the running workload and waits for it.
 	Exec(ctx context.Context, id string, cmd []string) (ExecResult, error)
+}
+
+// WorkloadLabels are the labels of t's workload on node: the task's own,
+// under berth's (Label* constants), which take precedence. node may be
+// empty (a driver not scoped to a node).
+func WorkloadLabels(t Task, node string) map[string]string {
+	l := make(map[string]string, len(t.Labels)+6)
+	for k, v := range t.Labels {
+		l[k] = v
+	}
+	l[LabelManaged] = "true"
+	l[LabelInstance] = t.InstanceID
+	l[LabelApp] = t.App
+	l[LabelNamespace] = t.Namespace
+	l[LabelRevision] = strconv.FormatInt(t.Revision, 10)
+	if node != "" {
+		l[LabelNode] = node
+	}
+	return l
 }

@@ -129,18 +129,7 @@ func (d *Driver) ensureImage(ctx context.Context, ref string, auth *driver.Regis
 }
 
 func (d *Driver) containerConfig(t driver.Task) (*container.Config, *container.HostConfig, error) {
-	labels := map[string]string{}
-	for k, v := range t.Labels {
-		labels[k] = v
-	}
-	labels[driver.LabelManaged] = "true"
-	labels[driver.LabelInstance] = t.InstanceID
-	labels[driver.LabelApp] = t.App
-	labels[driver.LabelNamespace] = t.Namespace
-	labels[driver.LabelRevision] = strconv.FormatInt(t.Revision, 10)
-	if d.node != "" {
-		labels[driver.LabelNode] = d.node
-	}
+	labels := driver.WorkloadLabels(t, d.node)
 	env := make([]string, 0, len(t.Env))
 	for k, v := range t.Env {
 		env = append(env, k+"="+v)

@@ -55,7 +55,7 @@ func BenchStart(ctx context.Context, d *Driver, o BenchOptions) (berth, byHand t
 	// By hand: berth writes the bundle (untimed), the runtime runs it.
 	hand := t
 	hand.InstanceID = id + "-byhand"
-	r := record{ID: hand.InstanceID, Task: hand, Runtime: rt.name, Labels: d.labels(hand), CreatedAt: time.Now().UTC()}
+	r := record{ID: hand.InstanceID, Task: hand, Runtime: rt.name, Labels: driver.WorkloadLabels(hand, d.o.Node), CreatedAt: time.Now().UTC()}
 	if err := os.MkdirAll(filepath.Join(d.dir(r.ID), bundleDir), 0o700); err != nil {
 		return 0, 0, err
 	}

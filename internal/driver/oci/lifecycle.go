@@ -50,7 +50,7 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 			return "", err
 		}
 	}
-	r := record{ID: id, Task: t, Runtime: rt.name, Labels: d.labels(t), CreatedAt: time.Now().UTC()}
+	r := record{ID: id, Task: t, Runtime: rt.name, Labels: driver.WorkloadLabels(t, d.o.Node), CreatedAt: time.Now().UTC()}
 	if err := os.MkdirAll(filepath.Join(d.dir(id), bundleDir), 0o700); err != nil {
 		return "", fmt.Errorf("oci: %w", err)
 	}
@@ -72,23 +72,6 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 		return "", err
 	}
 	return id, nil
-}
-
-// labels are the task's labels with berth's own on top.
-func (d *Driver) labels(t driver.Task) map[string]string {
-	l := map[string]string{}
-	for k, v := range t.Labels {
-		l[k] = v
-	}
-	l[driver.LabelManaged] = "true"
-	l[driver.LabelInstance] = t.InstanceID
-	l[driver.LabelApp] = t.App
-	l[driver.LabelNamespace] = t.Namespace
-	l[driver.LabelRevision] = strconv.FormatInt(t.Revision, 10)
-	if d.o.Node != "" {
-		l[driver.LabelNode] = d.o.Node
-	}
-	return l
 }
 
 // prepare makes (or, after a restart of the node, re-makes) what the

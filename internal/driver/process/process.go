@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -116,23 +115,6 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// labels are the task's labels under the driver's own.
-func (d *Driver) labels(t driver.Task) map[string]string {
-	l := map[string]string{}
-	for k, v := range t.Labels {
-		l[k] = v
-	}
-	l[driver.LabelManaged] = "true"
-	l[driver.LabelInstance] = t.InstanceID
-	l[driver.LabelApp] = t.App
-	l[driver.LabelNamespace] = t.Namespace
-	l[driver.LabelRevision] = strconv.FormatInt(t.Revision, 10)
-	if d.opts.Node != "" {
-		l[driver.LabelNode] = d.opts.Node
-	}
-	return l
-}
-
 // check refuses what a host process cannot do.
 func (d *Driver) check(t driver.Task) error {
 	switch {
@@ -165,7 +147,7 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 	id := newID()
 	defer d.lock(id)()
 	rec := record{
-		ID: id, InstanceID: t.InstanceID, Labels: d.labels(t), Ports: t.Ports, CreatedAt: time.Now().UTC(),
+		ID: id, InstanceID: t.InstanceID, Labels: driver.WorkloadLabels(t, d.opts.Node), Ports: t.Ports, CreatedAt: time.Now().UTC(),
 		Limits: cgroups.Limits{CPUMilli: t.CPUMilli, MemoryBytes: t.MemoryBytes},
 		Spec: shim.Spec{
 			Args: append(append([]string{}, t.Command...), t.Args...), Env: environ(t.Env), Dir: t.WorkingDir,
