@@ -169,9 +169,9 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 			if ev.Type == store.EventDelete {
 				line.Type = "delete"
 			} else if !z.visible(ev.KV.Key, ev.KV.Value) {
-				// Not this node's: tell only the revision so the client
-				// resumes after it.
-				line = remote.WatchLine{Type: "progress", Rev: last}
+				// Not this node's: skipped; the next progress line
+				// carries its revision so the client resumes after it.
+				continue
 			}
 			if err := enc.Encode(line); err != nil {
 				return
