@@ -231,6 +231,13 @@ func TestCanaryRulesWeightPromoteAbortAndRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v", ro)
 	}
 	addr = b.routerAddr()
+	b.mustCLI("rollout", "pause", app)
+	b.waitRollout(app, 2, model.RolloutPaused, func(ro *model.Rollout) bool { return ro.Paused })
+	if st := b.mustCLI("rollout", "status", app); !strings.Contains(st, "paused by user") {
+		t.Fatalf("rollout status after pause:\n%s", st)
+	}
+	b.mustCLI("rollout", "resume", app)
+	b.waitRollout(app, 2, model.RolloutPaused, func(ro *model.Rollout) bool { return !ro.Paused && ro.Step == 1 })
 	b.mustCLI("rollout", "promote", app)
 	b.waitRollout(app, 2, model.RolloutPaused, func(ro *model.Rollout) bool { return ro.Step == 3 })
 

@@ -479,3 +479,17 @@ func TestNewRevisionSupersedesRunningRollout(t *testing.T) {
 		t.Fatalf("events %+v", s.events)
 	}
 }
+
+func TestBlueGreenPromoteSkipsPreview(t *testing.T) {
+	s := newSim(t, 2, &model.RolloutSpec{Type: model.RolloutBlueGreen, BlueGreen: &model.BlueGreenSpec{PreviewSeconds: 600}})
+	s.deploy()
+	s.req = &model.RolloutRequest{Action: model.ActionPromote}
+	s.step(0) // promoted before the new set is ready
+	if s.ro.SwitchedAt != nil || s.ro.Traffic.Stable != 1 {
+		t.Fatal("switched before the new set was ready")
+	}
+	s.step(time.Second)
+	if s.ro.SwitchedAt == nil || s.ro.Traffic.Stable != 2 {
+		t.Fatalf("promote did not skip the preview: %+v", s.ro)
+	}
+}

@@ -82,8 +82,12 @@ func (p *rolloutPlan) blueGreen() {
 	if ro.SwitchedAt == nil {
 		p.progressed(newAvail, p.n)
 		ro.Traffic = &model.Traffic{Stable: ro.From}
+		// promote skips the preview: step bgPreview with no start time.
+		promoted := ro.Step == bgPreview && ro.StepStartedAt.IsZero()
 		if newAvail < p.n {
-			ro.Step, ro.StepStartedAt = bgStarting, p.now
+			if !promoted {
+				ro.Step, ro.StepStartedAt = bgStarting, p.now
+			}
 			ro.Message = fmt.Sprintf("starting the new set: %d/%d available; revision %d keeps all traffic", newAvail, p.n, ro.From)
 			p.d.Waiting = ro.Message
 			return
