@@ -97,7 +97,7 @@ func newPs(g *globals) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "ps APP",
-		Short: "List an app's instances: node, state, health, host ports",
+		Short: "List an app's instances: node, address, state, health, host ports",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -120,7 +120,7 @@ func newPs(g *globals) *cobra.Command {
 			if ok, err := printStructured(os.Stdout, out, insts); ok {
 				return err
 			}
-			t := newTable("INSTANCE", "REV", "NODE", "STATE", "HEALTH", "PORTS", "RESTARTS", "AGE", "MESSAGE")
+			t := newTable("INSTANCE", "REV", "NODE", "IP", "STATE", "HEALTH", "PORTS", "RESTARTS", "AGE", "MESSAGE")
 			for _, in := range insts {
 				state := in.Status.State
 				if !in.Active() && !in.Terminal() {
@@ -133,7 +133,11 @@ func newPs(g *globals) *cobra.Command {
 				if in.Status.NextRestartAt != nil {
 					msg += fmt.Sprintf(" (restart in %s)", time.Until(*in.Status.NextRestartAt).Round(time.Second))
 				}
-				t.row(in.ID, in.Revision, dash(in.Node), state, dash(in.Status.Health), dash(model.FormatHostPorts(in.HostPorts)),
+				ip := ""
+				if in.Status.IP.IsValid() {
+					ip = in.Status.IP.String()
+				}
+				t.row(in.ID, in.Revision, dash(in.Node), dash(ip), state, dash(in.Status.Health), dash(model.FormatHostPorts(in.HostPorts)),
 					in.Status.Restarts, age(in.CreatedAt), dash(msg))
 			}
 			t.flush()

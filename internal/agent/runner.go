@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,8 +198,10 @@ func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppS
 	}
 	r.cid = cid
 	now := time.Now()
+	ip := r.workloadIP(ctx, drv, cid)
 	r.setStatus(ctx, func(s *model.InstanceStatus) {
 		s.State, s.ContainerID, s.Message, s.ExitCode = model.StateRunning, cid, "", 0
+		s.IP = ip
 		s.StartedAt, s.NextRestartAt = &now, nil
 		s.Health = initialHealth(spec)
 	})
@@ -213,6 +216,7 @@ func (r *runner) adopt(ctx context.Context, in *model.Instance, spec *model.AppS
 			s.State, s.ContainerID, s.StartedAt, s.NextRestartAt = model.StateRunning, st.ID, &started, nil
 			s.Health = initialHealth(spec)
 		}
+		s.IP = st.IP
 	})
 	r.a.o.Events.Normal(ctx, in, "Reattached", "reattached to running workload %s", shortID(st.ID))
 }
@@ -302,8 +306,10 @@ func (r *runner) exited(ctx context.Context, in *model.Instance, spec *model.App
 		return
 	}
 	now := time.Now()
+	ip := r.workloadIP(ctx, drv, r.cid) // a restarted container may get a new address
 	r.setStatus(ctx, func(s *model.InstanceStatus) {
 		s.State, s.Message, s.NextRestartAt, s.StartedAt = model.StateRunning, "", nil, &now
+		s.IP = ip
 		s.Restarts++
 		s.Health = initialHealth(spec)
 	})
@@ -400,8 +406,19 @@ func (r *runner) stop(ctx context.Context, in *model.Instance, deleted bool) {
 	if !deleted {
 		r.setStatus(ctx, func(s *model.InstanceStatus) {
 			s.State, s.NextRestartAt, s.Health = model.StateStopped, nil, model.HealthNone
+			s.IP = netip.Addr{}
 		})
 	}
+}
+
+// workloadIP is the workload's own address as its driver reports it;
+// invalid when it has none or the driver cannot say.
+func (r *runner) workloadIP(ctx context.Context, drv driver.Driver, cid string) netip.Addr {
+	st, err := drv.Inspect(ctx, cid)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return st.IP
 }
 
 // setStatus changes the stored status; a deleted instance is ignored.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -100,6 +101,10 @@ type Status struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	Labels     map[string]string
+	// IP is the workload's own address (its container network's, or its
+	// node network attachment's); invalid when it has none (host network,
+	// or a driver without a network of its own).
+	IP netip.Addr
 }
 
 // LogOptions select what Logs returns.

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -69,6 +70,10 @@ type InstanceStatus struct {
 	Health string `json:"health,omitempty"`
 	// ContainerID is the driver's handle of the workload.
 	ContainerID string `json:"containerId,omitempty"`
+	// IP is the workload's own address on its node's network (the docker
+	// network's, or the CNI attachment's); unset for workloads on the
+	// host's network. Node DNS serves it.
+	IP netip.Addr `json:"ip,omitzero"`
 	// Message is the last driver or health message worth showing.
 	Message  string `json:"message,omitempty"`
 	ExitCode int    `json:"exitCode,omitempty"`

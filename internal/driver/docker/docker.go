@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	dockerclient "github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
@@ -34,12 +37,18 @@ type Options struct {
 	Node string
 	// Host overrides DOCKER_HOST.
 	Host string
+	// DNS are the name servers containers use (HostConfig.DNS), e.g.
+	// berth's node DNS on the docker0 gateway; empty keeps the engine's
+	// default (the host's resolv.conf). With DNS set, containers search
+	// "<namespace>.berth" and "berth".
+	DNS []netip.Addr
 }
 
 // Driver implements driver.Driver on the Docker Engine.
 type Driver struct {
 	c    *dockerclient.Client
 	node string
+	dns  []netip.Addr
 }
 
 // defaultCaps is Docker's default capability set; everything else is
@@ -58,7 +67,7 @@ func New(o Options) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{c: c, node: o.Node}, nil
+	return &Driver{c: c, node: o.Node, dns: o.DNS}, nil
 }
 
 // Close releases the client.
@@ -151,6 +160,12 @@ func (d *Driver) containerConfig(t driver.Task) (*container.Config, *container.H
 		Resources:     container.Resources{NanoCPUs: t.CPUMilli * 1_000_000, Memory: t.MemoryBytes},
 		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
 	}
+	if len(d.dns) > 0 {
+		for _, a := range d.dns {
+			hc.DNS = append(hc.DNS, a.String())
+		}
+		hc.DNSSearch = []string{t.Namespace + ".berth", "berth"}
+	}
 	if t.MemoryBytes > 0 {
 		hc.MemorySwap = t.MemoryBytes // no swap beyond the limit
 	}
@@ -234,7 +249,35 @@ func (d *Driver) Inspect(ctx context.Context, id string) (driver.Status, error) 
 		st.StartedAt = parseTime(c.State.StartedAt)
 		st.FinishedAt = parseTime(c.State.FinishedAt)
 	}
+	if c.NetworkSettings != nil {
+		st.IP = containerIP(c.NetworkSettings.Networks)
+	}
 	return st, nil
+}
+
+// containerIP is the container's address: the first IPv4 address of its
+// networks by name, else the first IPv6 one; invalid when it has none
+// (network mode host or none, or not running).
+func containerIP(nets map[string]*network.EndpointSettings) netip.Addr {
+	names := make([]string, 0, len(nets))
+	for n := range nets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var v6 netip.Addr
+	for _, n := range names {
+		ep := nets[n]
+		if ep == nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
+			return a
+		}
+		if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil && !v6.IsValid() {
+			v6 = a
+		}
+	}
+	return v6
 }
 
 func mapState(s string) string {

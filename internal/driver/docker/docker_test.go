@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"os/exec"
 	"testing"
@@ -17,7 +18,7 @@ const testImage = "berth-test/busybox:latest"
 // image first. Without Docker it skips, except under CI=true where it fails.
 func newTestDriver(t *testing.T) *Driver {
 	t.Helper()
-	d, err := New(Options{Node: "berth-test-node"})
+	d, err := New(Options{Node: "berth-test-node", DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}})
 	if err == nil {
 		err = d.Available(context.Background())
 	}
@@ -84,6 +85,14 @@ func TestLimitsAndSecurityDefaults(t *testing.T) {
 	}
 	if hc.RestartPolicy.Name != "no" {
 		t.Errorf("docker restart policy %q, want no (the agent restarts)", hc.RestartPolicy.Name)
+	}
+	if len(hc.DNS) != 1 || hc.DNS[0] != "192.0.2.53" || len(hc.DNSSearch) != 2 || hc.DNSSearch[0] != "default.berth" {
+		t.Errorf("DNS %v search %v, want the node DNS and default.berth, berth", hc.DNS, hc.DNSSearch)
+	}
+	st, err := d.Inspect(ctx, id)
+	if err != nil || !st.IP.IsValid() || c.NetworkSettings.Networks["bridge"] == nil ||
+		st.IP.String() != c.NetworkSettings.Networks["bridge"].IPAddress {
+		t.Errorf("Inspect IP = %v (%v), want the container's bridge address", st.IP, err)
 	}
 	if c.Name != "/berth-berth-test-limits" || c.Config.Labels[driver.LabelNode] != "berth-test-node" {
 		t.Errorf("name %q labels %v", c.Name, c.Config.Labels)

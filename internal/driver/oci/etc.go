@@ -24,13 +24,22 @@ type etcInput struct {
 	IP netip.Addr
 	// HostResolvConf is the host's resolv.conf.
 	HostResolvConf string
+	// DNS is the node's DNS server; when valid it is the only name
+	// server, and Namespace's names come first in the search list.
+	DNS       netip.Addr
+	Namespace string
 }
 
 // writeEtcFiles writes resolv.conf, hosts and hostname into dir.
 func writeEtcFiles(dir string, in etcInput) error {
-	resolv, err := resolvConf(in.HostResolvConf)
-	if err != nil {
-		return err
+	var resolv string
+	if in.DNS.IsValid() {
+		resolv = nodeResolvConf(in.DNS, in.Namespace)
+	} else {
+		var err error
+		if resolv, err = resolvConf(in.HostResolvConf); err != nil {
+			return err
+		}
 	}
 	self := "127.0.1.1"
 	if in.IP.IsValid() {
@@ -71,4 +80,16 @@ func resolvConf(hostPath string) (string, error) {
 		out.WriteString("nameserver 8.8.8.8\nnameserver 8.8.4.4\n")
 	}
 	return out.String(), nil
+}
+
+// nodeResolvConf points a workload at the node's DNS server, which
+// answers berth's names and forwards the rest to the host's resolvers.
+// "<app>" alone resolves in the workload's own namespace, and
+// "<app>.<namespace>" in any.
+func nodeResolvConf(dns netip.Addr, namespace string) string {
+	search := "berth"
+	if namespace != "" {
+		search = namespace + ".berth berth"
+	}
+	return fmt.Sprintf("nameserver %s\nsearch %s\noptions ndots:2\n", dns, search)
 }

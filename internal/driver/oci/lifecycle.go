@@ -95,7 +95,8 @@ func (d *Driver) prepare(ctx context.Context, r *record) error {
 		r.NetNS, r.IP = att.NetNS, att.IP
 	}
 	bundle := filepath.Join(d.dir(r.ID), bundleDir)
-	if err := writeEtcFiles(bundle, etcInput{Hostname: Hostname(r.ID), IP: r.IP, HostResolvConf: d.o.ResolvConf}); err != nil {
+	if err := writeEtcFiles(bundle, etcInput{Hostname: Hostname(r.ID), IP: r.IP, HostResolvConf: d.o.ResolvConf,
+		DNS: d.o.DNS, Namespace: t.Namespace}); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
 	spec, err := Spec(SpecInput{Task: t, Image: m.Config, RootFS: m.Path, NetNS: r.NetNS, BundleDir: bundle,

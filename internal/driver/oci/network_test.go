@@ -5,6 +5,7 @@ package oci
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -63,7 +64,8 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	for _, name := range KnownRuntimes {
 		t.Run(name, func(t *testing.T) {
 			n := newTestNetwork(t)
-			d := newDriverWith(t, Options{RootFS: images, Network: n, Runtimes: map[string]string{name: requireRuntime(t, name)}})
+			d := newDriverWith(t, Options{RootFS: images, Network: n, Runtimes: map[string]string{name: requireRuntime(t, name)},
+				DNS: netip.MustParseAddr("192.0.2.53")})
 			tk := task(randomID(t), "sleep 600")
 			tk.Image = ref
 			id, err := d.Start(testCtx(t), tk)
@@ -77,6 +79,13 @@ func TestRemoveLeavesNothing(t *testing.T) {
 			res, err := d.Exec(testCtx(t), id, []string{"cat", "/etc/hosts"})
 			if err != nil || !strings.Contains(res.Output, att.IP.String()+"\t"+id) {
 				t.Errorf("/etc/hosts = %+v %v, want %s for %s", res, err, att.IP, id)
+			}
+			res, err = d.Exec(testCtx(t), id, []string{"cat", "/etc/resolv.conf"})
+			if err != nil || !strings.Contains(res.Output, "nameserver 192.0.2.53\n") || !strings.Contains(res.Output, "search default.berth berth") {
+				t.Errorf("/etc/resolv.conf = %+v %v, want the node DNS and search default.berth berth", res, err)
+			}
+			if st, err := d.Inspect(testCtx(t), id); err != nil || st.IP != att.IP {
+				t.Errorf("Inspect IP = %v %v, want the attachment's %v", st.IP, err, att.IP)
 			}
 			if n := iptablesLines(id); n == 0 {
 				t.Errorf("no iptables rule names %s while it runs: the leak check below would see nothing", id)

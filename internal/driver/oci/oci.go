@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,8 +77,13 @@ type Options struct {
 	LogMaxBytes int64
 	LogMaxFiles int
 	// ResolvConf is the host resolv.conf workloads' name servers come
-	// from (default /etc/resolv.conf).
+	// from (default /etc/resolv.conf) when DNS is not set.
 	ResolvConf string
+	// DNS is the node's DNS server (internal/network/dns), reachable from
+	// workloads (the node network's gateway). When set, workloads'
+	// resolv.conf names only it, searching "<namespace>.berth" and
+	// "berth"; it forwards other names to the host's resolvers.
+	DNS netip.Addr
 }
 
 // Driver implements driver.Driver on OCI runtimes.

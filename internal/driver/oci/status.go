@@ -98,7 +98,7 @@ func (d *Driver) save(r record) error {
 
 // status combines a record with the shim's state.
 func (d *Driver) status(r record) (driver.Status, error) {
-	st := driver.Status{ID: r.ID, InstanceID: r.Labels[driver.LabelInstance], Labels: r.Labels, State: driver.StateCreated}
+	st := driver.Status{ID: r.ID, InstanceID: r.Labels[driver.LabelInstance], Labels: r.Labels, State: driver.StateCreated, IP: r.IP}
 	s, err := shim.Read(d.shimDir(r.ID))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil

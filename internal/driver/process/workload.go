@@ -74,9 +74,15 @@ func (d *Driver) load(id string) (record, error) {
 	return rec, nil
 }
 
-// status combines the record with the shim's state.
-func (d *Driver) status(rec record) driver.Status {
+// status combines the record with the shim's state and, with a node
+// network, the attachment's address.
+func (d *Driver) status(ctx context.Context, rec record) driver.Status {
 	s := driver.Status{ID: rec.ID, InstanceID: rec.InstanceID, Labels: rec.Labels, State: driver.StateCreated}
+	if d.opts.Network != nil {
+		if att, ok, err := d.opts.Network.Get(ctx, rec.ID); err == nil && ok {
+			s.IP = att.IP
+		}
+	}
 	st, err := shim.Read(d.dir(rec.ID))
 	if err != nil {
 		return s // no shim yet: created, or a start that failed half-way
@@ -90,17 +96,17 @@ func (d *Driver) status(rec record) driver.Status {
 }
 
 // Inspect implements driver.Driver.
-func (d *Driver) Inspect(_ context.Context, id string) (driver.Status, error) {
+func (d *Driver) Inspect(ctx context.Context, id string) (driver.Status, error) {
 	rec, err := d.load(id)
 	if err != nil {
 		return driver.Status{}, err
 	}
-	return d.status(rec), nil
+	return d.status(ctx, rec), nil
 }
 
 // List implements driver.Driver: every workload directory under StateDir
 // (of this node, when Options.Node is set).
-func (d *Driver) List(context.Context) ([]driver.Status, error) {
+func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
 	entries, err := os.ReadDir(d.opts.StateDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -121,7 +127,7 @@ func (d *Driver) List(context.Context) ([]driver.Status, error) {
 			(d.opts.Node != "" && rec.Labels[driver.LabelNode] != d.opts.Node) {
 			continue
 		}
-		out = append(out, d.status(rec))
+		out = append(out, d.status(ctx, rec))
 	}
 	return out, nil
 }
@@ -133,9 +139,9 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 		return driver.Status{}, err
 	}
 	if _, err := shim.Wait(ctx, d.dir(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return d.status(rec), err
+		return d.status(ctx, rec), err
 	}
-	return d.status(rec), nil
+	return d.status(ctx, rec), nil
 }
 
 // Logs implements driver.Driver.
