@@ -179,7 +179,14 @@ func RunUp(ctx context.Context, o Options) error {
 			errc <- fmt.Errorf("agent: %w", err)
 		}
 	})
-	goRun(func() { deployment.New(deployment.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	// Canary analysis reads the router's per-revision figures in-process.
+	var revStats deployment.Metrics
+	if rt != nil {
+		revStats = rt
+	}
+	goRun(func() {
+		deployment.New(deployment.Options{Store: st, Events: rec, Log: o.Log, Metrics: revStats}).Run(ctx)
+	})
 	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })

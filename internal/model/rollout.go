@@ -125,14 +125,31 @@ type MatchValue struct {
 	Regex  string `json:"regex,omitempty"`
 }
 
-// CanaryAnalysis gates automatic promotion. berth judges the canary by its
-// health (ready, no failures) over Window; the router's metrics are per
-// upstream, not per revision, so error-rate and latency thresholds are not
-// offered yet.
+// MaxAnalysisWindow bounds CanaryAnalysis.Window (the router keeps
+// per-revision figures this long).
+const MaxAnalysisWindow = 10 * time.Minute
+
+// DefaultMinRequests is CanaryAnalysis.MinRequests when unset.
+const DefaultMinRequests = 20
+
+// CanaryAnalysis gates automatic promotion: each weight step (and each
+// indefinite pause) must pass Window with the canary healthy and, when
+// the router's figures are available (berth up with its router), within
+// the thresholds compared over the last Window; a breach fails the
+// rollout (and rolls it back with autoRollback).
 type CanaryAnalysis struct {
-	// Window is how long each weight step must stay healthy before the
-	// rollout moves on by itself (it also ends indefinite pauses).
+	// Window is how long each step must stay healthy before the rollout
+	// moves on by itself; also the span the figures are taken over.
 	Window Duration `json:"window"`
+	// MaxErrorRate is the highest share of 5xx answers and proxy errors
+	// (percent) the canary may have.
+	MaxErrorRate *float64 `json:"maxErrorRate,omitempty"`
+	// MaxLatencyP99Ratio is the highest canary p99 latency as a multiple
+	// of stable's (e.g. 1.5).
+	MaxLatencyP99Ratio float64 `json:"maxLatencyP99Ratio,omitempty"`
+	// MinRequests is how many requests a revision must have served in the
+	// window before its figures are judged (default 20).
+	MinRequests int `json:"minRequests,omitempty"`
 }
 
 // IntOrPercent is a count (3) or a percentage of the desired count
@@ -319,8 +336,17 @@ func (v *validator) canary(f string, c *CanarySpec) {
 		}
 	}
 	if a := c.Analysis; a != nil {
-		if d := a.Window.Duration; d <= 0 || d > 24*time.Hour {
-			v.add(f+".analysis.window", "must be between 1s and 24h, got %s", d)
+		if d := a.Window.Duration; d < time.Second || d > MaxAnalysisWindow {
+			v.add(f+".analysis.window", "must be between 1s and %s, got %s", MaxAnalysisWindow, d)
+		}
+		if r := a.MaxErrorRate; r != nil && (*r < 0 || *r > 100) {
+			v.add(f+".analysis.maxErrorRate", "must be a percentage between 0 and 100, got %g", *r)
+		}
+		if a.MaxLatencyP99Ratio < 0 || a.MaxLatencyP99Ratio > 0 && a.MaxLatencyP99Ratio < 1 {
+			v.add(f+".analysis.maxLatencyP99Ratio", "must be at least 1 (canary p99 / stable p99), got %g", a.MaxLatencyP99Ratio)
+		}
+		if a.MinRequests < 0 {
+			v.add(f+".analysis.minRequests", "must not be negative, got %d", a.MinRequests)
 		}
 	}
 }

@@ -142,3 +142,21 @@ func (s AppSpec) WithTemplate(tmpl AppSpec) AppSpec {
 	out.Rollout = s.Rollout
 	return out
 }
+
+// RevisionStats are the requests one revision served through the router
+// over an analysis window.
+type RevisionStats struct {
+	Requests int64 `json:"requests"`
+	// Errors are 5xx answers and proxy errors.
+	Errors int64 `json:"errors"`
+	// P99 is the 99th percentile latency (a bucket's upper bound).
+	P99 Duration `json:"p99"`
+}
+
+// ErrorRate is Errors per Requests in percent (0 without requests).
+func (s RevisionStats) ErrorRate() float64 {
+	if s.Requests == 0 {
+		return 0
+	}
+	return 100 * float64(s.Errors) / float64(s.Requests)
+}

@@ -16,6 +16,8 @@ import (
 // metrics are the router's Prometheus metrics, on a registry of its own
 // (several routers in one process, as in tests, do not collide).
 type metrics struct {
+	// revs keeps outcomes by revision for canary analysis.
+	revs      *revisionStats
 	reg       *prometheus.Registry
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
@@ -29,7 +31,7 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), revs: newRevisionStats()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_requests_total",
 		Help: "Requests (and tcp connections, code 200) proxied, by route, upstream and status code."}, []string{"route", "upstream", "code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_router_request_duration_seconds",
@@ -79,6 +81,7 @@ func (m *metrics) handler() http.Handler {
 
 // request records one finished request or tcp connection.
 func (m *metrics) request(route, upstream string, code int, d time.Duration, errKind string) {
+	m.revs.record(route, upstream, code, d, errKind)
 	if upstream == "" {
 		upstream = "none"
 	}
@@ -96,6 +99,7 @@ func (m *metrics) upstreamError(route, upstream, kind string) {
 func (m *metrics) tlsNoCert() { m.noTLSCert.Inc() }
 
 func (m *metrics) tableInstalled(t *table.Table) {
+	m.revs.install(t)
 	n := 0
 	for _, r := range t.Routes {
 		n += len(r.Backends)

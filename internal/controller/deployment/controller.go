@@ -32,6 +32,15 @@ type Options struct {
 	// Resync is the longest time between passes (default 1s: rollout
 	// pauses and deadlines are timed).
 	Resync time.Duration
+	// Metrics, when set, gives canary analysis the router's figures by
+	// revision; without it the analysis is health only.
+	Metrics Metrics
+}
+
+// Metrics reports what one revision of an app served over a window (the
+// edge router implements it).
+type Metrics interface {
+	RevisionStats(ns, app string, rev int64, window time.Duration) model.RevisionStats
 }
 
 // Controller is the deployment control loop.
@@ -140,6 +149,7 @@ func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) e
 	if a.request != nil {
 		in.Request = &a.request.Value
 	}
+	in.Stats = a.stats()
 	d := Plan(in)
 	if d.Revert != nil {
 		return a.revert(ctx, d)

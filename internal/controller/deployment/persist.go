@@ -118,3 +118,22 @@ func (a *appState) revert(ctx context.Context, d Decision) error {
 	a.events(ctx, d)
 	return nil
 }
+
+// stats asks Metrics for the figures of a running canary's stable and
+// canary revisions over its analysis window; nil when not needed or not
+// available.
+func (a *appState) stats() map[int64]model.RevisionStats {
+	m, app, ro := a.c.o.Metrics, &a.app.Value, a.rollout
+	if m == nil || ro == nil || !ro.Value.Running() || ro.Value.Strategy != model.RolloutCanary || ro.Value.To != app.Revision {
+		return nil
+	}
+	an := app.Spec.EffectiveRollout().Canary.Analysis
+	if an == nil {
+		return nil
+	}
+	w := an.Window.Duration
+	return map[int64]model.RevisionStats{
+		ro.Value.From: m.RevisionStats(app.Namespace, app.Name, ro.Value.From, w),
+		ro.Value.To:   m.RevisionStats(app.Namespace, app.Name, ro.Value.To, w),
+	}
+}

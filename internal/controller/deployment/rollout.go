@@ -21,6 +21,10 @@ type Input struct {
 	Request *model.RolloutRequest
 	// Now is the controller's clock reading for this pass.
 	Now time.Time
+	// Stats are the router's figures of the rollout's stable and canary
+	// revisions over the canary analysis window; nil when there is no
+	// router to ask (the analysis is then health only).
+	Stats map[int64]model.RevisionStats
 }
 
 // Revert asks the controller to return the app to revision To (template
@@ -388,15 +392,22 @@ func (p *rolloutPlan) checkFailure() bool {
 	if cause == "" {
 		return false
 	}
+	p.fail(cause)
+	return true
+}
+
+// fail ends the rollout for cause: rolled back with autoRollback, else
+// failed and held.
+func (p *rolloutPlan) fail(cause string) {
+	ro := p.ro
 	if *p.spec.AutoRollback && ro.From > 0 {
 		p.startRevert(model.RolloutRolledBack, ro.From, fmt.Sprintf("rolled back to revision %d: %s", ro.From, cause))
-		return true
+		return
 	}
 	now := p.now
 	ro.State, ro.Reason, ro.FinishedAt = model.RolloutFailed, cause, &now
 	p.event(true, "RolloutFailed", "rollout to revision %d failed: %s", ro.To, cause)
 	p.hold()
-	return true
 }
 
 // succeed finishes the rollout.

@@ -50,6 +50,7 @@ type sim struct {
 	seq     int
 	events  []RolloutEvent
 	creates int
+	stats   map[int64]model.RevisionStats
 }
 
 func newSim(t *testing.T, n int, ro *model.RolloutSpec) *sim {
@@ -96,7 +97,7 @@ func (s *sim) step(dt time.Duration) Decision {
 			}
 		}
 	}
-	d := Plan(Input{App: s.app, Instances: s.insts, Nodes: readyNodes, Rollout: s.ro, Request: s.req, Now: s.now})
+	d := Plan(Input{App: s.app, Instances: s.insts, Nodes: readyNodes, Rollout: s.ro, Request: s.req, Now: s.now, Stats: s.stats})
 	if d.RequestDone {
 		s.req = nil
 	}
@@ -491,5 +492,42 @@ func TestBlueGreenPromoteSkipsPreview(t *testing.T) {
 	s.step(time.Second)
 	if s.ro.SwitchedAt == nil || s.ro.Traffic.Stable != 2 {
 		t.Fatalf("promote did not skip the preview: %+v", s.ro)
+	}
+}
+
+func TestCanaryAnalysisThresholds(t *testing.T) {
+	five := 5.0
+	cases := []struct {
+		name           string
+		stable, canary model.RevisionStats
+		want           string // rollout state after the window
+		reason         string
+	}{
+		{"within thresholds", model.RevisionStats{Requests: 900, Errors: 9, P99: model.D(20 * time.Millisecond)},
+			model.RevisionStats{Requests: 100, Errors: 2, P99: model.D(25 * time.Millisecond)}, model.RolloutSucceeded, ""},
+		{"error rate", model.RevisionStats{Requests: 900},
+			model.RevisionStats{Requests: 100, Errors: 12}, model.RolloutRolledBack, "12 of 100 requests with errors (12.0%)"},
+		{"latency", model.RevisionStats{Requests: 900, P99: model.D(20 * time.Millisecond)},
+			model.RevisionStats{Requests: 100, P99: model.D(80 * time.Millisecond)}, model.RolloutRolledBack, "4.0x stable's"},
+		{"too few requests to judge", model.RevisionStats{Requests: 900},
+			model.RevisionStats{Requests: 10, Errors: 10}, model.RolloutSucceeded, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			spec := canarySpec(weight(10), pause(0))
+			spec.Canary.Analysis = &model.CanaryAnalysis{Window: model.D(time.Minute), MaxErrorRate: &five, MaxLatencyP99Ratio: 2}
+			s := newSim(t, 2, spec)
+			s.stats = map[int64]model.RevisionStats{1: c.stable, 2: c.canary}
+			s.deploy()
+			for i := 0; i < 20 && (s.ro == nil || s.ro.Running()); i++ {
+				s.step(20 * time.Second)
+			}
+			if s.ro.State != c.want || !strings.Contains(s.ro.Reason, c.reason) {
+				t.Fatalf("state %s reason %q", s.ro.State, s.ro.Reason)
+			}
+			if c.want == model.RolloutRolledBack && s.app.Revision != 1 {
+				t.Fatalf("app at revision %d", s.app.Revision)
+			}
+		})
 	}
 }

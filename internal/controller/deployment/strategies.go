@@ -188,6 +188,10 @@ func (p *rolloutPlan) canary() {
 	var window time.Duration
 	if c.Analysis != nil {
 		window = c.Analysis.Window.Duration
+		if cause := p.analyze(c.Analysis); cause != "" {
+			p.fail(cause)
+			return
+		}
 	}
 	elapsed := p.now.Sub(ro.StepStartedAt)
 	switch {
@@ -244,3 +248,33 @@ func (p *rolloutPlan) promoteFull(newAvail int) {
 // than countdowns so the stored rollout changes only when something
 // happens.
 func at(t time.Time) string { return t.UTC().Format("15:04:05 UTC") }
+
+// analyze compares the canary's figures with the thresholds (and with
+// stable's p99); "" when they hold or there are too few requests to
+// judge.
+func (p *rolloutPlan) analyze(a *model.CanaryAnalysis) string {
+	if p.in.Stats == nil {
+		return ""
+	}
+	ro := p.ro
+	minReq := int64(a.MinRequests)
+	if minReq == 0 {
+		minReq = model.DefaultMinRequests
+	}
+	canary, stable := p.in.Stats[ro.To], p.in.Stats[ro.From]
+	if canary.Requests < minReq {
+		return ""
+	}
+	w := a.Window.Duration
+	if a.MaxErrorRate != nil && canary.ErrorRate() > *a.MaxErrorRate {
+		return fmt.Sprintf("canary analysis: revision %d answered %d of %d requests with errors (%.1f%%) over %s, above maxErrorRate %g%% (stable: %.1f%% of %d)",
+			ro.To, canary.Errors, canary.Requests, canary.ErrorRate(), w, *a.MaxErrorRate, stable.ErrorRate(), stable.Requests)
+	}
+	if r := a.MaxLatencyP99Ratio; r > 0 && stable.Requests >= minReq && stable.P99.Duration > 0 {
+		if ratio := float64(canary.P99.Duration) / float64(stable.P99.Duration); ratio > r {
+			return fmt.Sprintf("canary analysis: revision %d p99 latency %s is %.1fx stable's %s over %s, above maxLatencyP99Ratio %g",
+				ro.To, canary.P99.Duration, ratio, stable.P99.Duration, w, r)
+		}
+	}
+	return ""
+}
