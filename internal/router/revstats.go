@@ -33,12 +33,13 @@ type secondBucket struct {
 	sec      int64
 	requests int64
 	errors   int64
-	latency  [latencyBuckets]int64
+	latency  [latencyBuckets]int32
 }
 
-// revisionStats keeps the outcome of every proxied request by the
-// revision of the instance that served it, in one-second buckets over
-// StatsRetention, for the deployment controller's canary analysis.
+// revisionStats keeps the outcome of every request proxied on a route
+// that splits traffic between revisions (rules or weights: a canary) by
+// the revision of the instance that served it, in one-second buckets
+// over StatsRetention, for the deployment controller's canary analysis.
 type revisionStats struct {
 	now func() time.Time
 	// upstreams maps "routeID|addr" to the revision behind it, rebuilt
@@ -61,6 +62,12 @@ func (s *revisionStats) install(t *table.Table) {
 	m := map[string]revKey{}
 	live := map[revKey]bool{}
 	for _, r := range t.Routes {
+		// Only routes that split traffic between revisions (a canary) are
+		// tracked: the figures exist to compare them, and each tracked
+		// revision costs a ring of buckets.
+		if !r.Policy.Split || len(r.Policy.Rules)+len(r.Policy.Weights) == 0 {
+			continue
+		}
 		for _, b := range r.Backends {
 			k := revKey{r.Namespace, r.App, b.Revision}
 			m[r.ID+"|"+b.Addr] = k
@@ -146,7 +153,7 @@ func (s *revisionStats) stats(k revKey, window time.Duration) model.RevisionStat
 		out.Requests += b.requests
 		out.Errors += b.errors
 		for j, n := range b.latency {
-			lat[j] += n
+			lat[j] += int64(n)
 		}
 	}
 	if out.Requests > 0 {

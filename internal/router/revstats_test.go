@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/model"
 )
 
 // TestRevisionStats proxies requests to two revisions, one of which
@@ -11,7 +13,9 @@ import (
 // analysis uses.
 func TestRevisionStats(t *testing.T) {
 	st := newStore(t)
-	putApp(t, st, "web", 2, route("web.test"))
+	split := route("web.test")
+	split.Traffic = &model.Traffic{Stable: 1, Canary: 2, Weights: []model.TrafficWeight{{Target: model.RefCanary, Weight: 50}}}
+	putApp(t, st, "web", 2, split)
 	ok := backend(t, "v1")
 	bad := newHandlerServer(t, func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(20 * time.Millisecond)
@@ -34,6 +38,14 @@ func TestRevisionStats(t *testing.T) {
 	}
 	if s := r.RevisionStats("default", "other", 1, time.Minute); s.Requests != 0 {
 		t.Fatalf("unknown app: %+v", s)
+	}
+	// A route without a split is not tracked.
+	putApp(t, st, "plain", 1, route("plain.test"))
+	putInstance(t, st, "plain", "p", 1, hostPort(ok))
+	eventually(t, "plain route", func() bool { return backendsOf(r, "plain.test", "/") == "p" })
+	get(t, c, r, "plain.test", "/")
+	if s := r.RevisionStats("default", "plain", 1, time.Minute); s.Requests != 0 {
+		t.Fatalf("untracked route counted: %+v", s)
 	}
 }
 
