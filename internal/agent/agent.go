@@ -373,6 +373,17 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		})
 		if err != nil && ctx.Err() == nil {
 			a.o.Log.Warn("heartbeat", "err", err)
+			continue
+		}
+		// The store answers again: write what could not be written.
+		a.mu.Lock()
+		runners := make([]*runner, 0, len(a.runners))
+		for _, r := range a.runners {
+			runners = append(runners, r)
+		}
+		a.mu.Unlock()
+		for _, r := range runners {
+			r.retryStatus(ctx)
 		}
 	}
 }

@@ -38,6 +38,10 @@ type runner struct {
 	failures    int    // consecutive failures, for backoff
 	handledExit time.Time
 	reattached  bool
+
+	// statusMu guards unsent: status changes not yet stored.
+	statusMu sync.Mutex
+	unsent   []func(*model.InstanceStatus)
 }
 
 func newRunner(a *Agent, in model.Instance, w *workload) *runner {
@@ -422,16 +426,36 @@ func (r *runner) workloadIP(ctx context.Context, drv driver.Driver, cid string) 
 }
 
 // setStatus changes the stored status; a deleted instance is ignored.
+// Changes that could not be written (the server unreachable) are kept
+// and written, in order, with the next change or by retryStatus, so the
+// stored status catches up after an outage.
 func (r *runner) setStatus(ctx context.Context, mutate func(*model.InstanceStatus)) {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	if mutate != nil {
+		r.unsent = append(r.unsent, mutate)
+	}
+	if len(r.unsent) == 0 {
+		return
+	}
 	_, err := store.Update(ctx, r.a.o.Store, r.key, func(in *model.Instance) error {
-		mutate(&in.Status)
+		for _, m := range r.unsent {
+			m(&in.Status)
+		}
 		in.Status.UpdatedAt = time.Now()
 		return nil
 	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
-		r.a.o.Log.Warn("update instance status", "instance", r.id, "err", err)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		r.unsent = nil
+		return
+	}
+	if ctx.Err() == nil {
+		r.a.o.Log.Warn("update instance status; will retry", "instance", r.id, "err", err)
 	}
 }
+
+// retryStatus writes status changes an earlier setStatus could not.
+func (r *runner) retryStatus(ctx context.Context) { r.setStatus(ctx, nil) }
 
 // task builds the driver's view of an instance.
 func (r *runner) task(in *model.Instance, spec *model.AppSpec) driver.Task {
