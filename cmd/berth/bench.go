@@ -47,7 +47,7 @@ median of --rounds runs is printed. Everything created is removed.`,
 	deploy.Flags().StringSliceVar(&counts, "counts", []string{"1", "10", "50"}, "instance counts to measure")
 	deploy.Flags().IntVar(&rounds, "rounds", 3, "rounds per count (median reported)")
 	deploy.Flags().StringVar(&image, "image", "berth-test/busybox:latest", "image to run (must exist locally)")
-	cmd.AddCommand(deploy, newBenchStart(), newBenchPull())
+	cmd.AddCommand(deploy, newBenchStart(), newBenchPull(), newBenchCluster())
 	return cmd
 }
 
@@ -112,5 +112,27 @@ Needs root, docker-registry and skopeo.`,
 	cmd.Flags().StringVar(&size, "size", "100M", "image size")
 	cmd.Flags().IntVar(&o.Layers, "layers", 4, "layers")
 	cmd.Flags().IntVar(&o.Rounds, "rounds", 3, "rounds (median reported)")
+	return cmd
+}
+
+func newBenchCluster() *cobra.Command {
+	o := bench.ClusterOptions{}
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "A real berth server with simulated agents (mock driver, real protocol): placements/s, submit→running, server RSS, store size",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Out = os.Stderr
+			r, err := bench.RunCluster(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			bench.PrintClusterTable(os.Stdout, r)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated agents")
+	cmd.Flags().IntVar(&o.Instances, "instances", 10000, "instances to place and run")
+	cmd.Flags().IntVar(&o.PerApp, "per-app", 100, "instances per app")
 	return cmd
 }

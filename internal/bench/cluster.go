@@ -1,0 +1,247 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/model"
+)
+
+// ClusterOptions configure RunCluster.
+type ClusterOptions struct {
+	// Nodes is the number of simulated agents.
+	Nodes int
+	// Instances is the total instance count, spread over apps of
+	// PerApp instances each.
+	Instances int
+	PerApp    int
+	Out       io.Writer
+}
+
+// ClusterResult is what RunCluster measured.
+type ClusterResult struct {
+	Nodes, Instances int
+	// JoinAll is the time until every agent had joined and was ready.
+	JoinAll time.Duration
+	// PlacementsPerSec: instances placed per second from the first
+	// apply until all were placed.
+	PlacementsPerSec float64
+	// SubmitToRunning percentiles: app applied → instance running.
+	P50, P99, Max time.Duration
+	// ServerRSS is the server process's resident memory at the end.
+	ServerRSS int64
+	// StoreBytes is the size of the server's store file.
+	StoreBytes int64
+}
+
+// RunCluster starts a real `berth server` (this binary, as a child
+// process on loopback) and Nodes simulated agents in this process: each
+// joins with a token, talks mutual TLS through the remote store and runs
+// instances with the mock driver — the real agent protocol, no runtime.
+// It applies Instances instances and measures placement and start.
+func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
+	res := ClusterResult{Nodes: o.Nodes, Instances: o.Instances}
+	if o.PerApp <= 0 {
+		o.PerApp = 100
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	dir, err := os.MkdirTemp("", "berth-bench-cluster-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, err
+	}
+	listen := l.Addr().String()
+	l.Close()
+	ctxFile := filepath.Join(dir, "context.json")
+	srv := exec.Command(self, "server", "--data-dir", filepath.Join(dir, "server"), "--listen", listen, "--log-level", "error")
+	srv.Env = append(os.Environ(), "BERTH_CONFIG="+ctxFile)
+	srv.Stderr = o.Out
+	if err := srv.Start(); err != nil {
+		return res, err
+	}
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	c, url, err := waitServer(ctx, ctxFile, srv)
+	if err != nil {
+		return res, err
+	}
+	tok, err := c.CreateToken(ctx, "1h", "bench")
+	if err != nil {
+		return res, err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t0 := time.Now()
+	for i := 0; i < o.Nodes; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			err := daemon.RunAgent(actx, daemon.AgentOptions{Server: url, JoinToken: tok.Token, NodeName: fmt.Sprintf("sim-%05d", i),
+				DataDir: filepath.Join(dir, "agents", strconv.Itoa(i)), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
+				MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet})
+			if err != nil && actx.Err() == nil {
+				fmt.Fprintf(o.Out, "agent %d: %v\n", i, err)
+			}
+		}(i)
+		if i%50 == 49 {
+			time.Sleep(50 * time.Millisecond) // a fleet joins over time, not in one instant
+		}
+	}
+	if err := poll(ctx, 10*time.Minute, func() (bool, error) {
+		nodes, err := c.Nodes(ctx)
+		ready := 0
+		for _, n := range nodes {
+			if n.Status == model.NodeReady {
+				ready++
+			}
+		}
+		fmt.Fprintf(o.Out, "\rnodes ready: %d/%d   ", ready, o.Nodes)
+		return ready == o.Nodes, err
+	}); err != nil {
+		return res, err
+	}
+	res.JoinAll = time.Since(t0)
+	fmt.Fprintln(o.Out)
+
+	apps := (o.Instances + o.PerApp - 1) / o.PerApp
+	submitted := map[string]time.Time{}
+	start := time.Now()
+	for a := 0; a < apps; a++ {
+		n := min(o.PerApp, o.Instances-a*o.PerApp)
+		name := fmt.Sprintf("bench-%04d", a)
+		spec := fmt.Sprintf("name: %s\ndriver: mock\nimage: bench/mock\ninstances: %d\nresources: {cpu: 0.01, memory: 6Mi}\n", name, n)
+		submitted[name] = time.Now()
+		if _, err := c.Apply(ctx, "", []byte(spec)); err != nil {
+			return res, fmt.Errorf("apply %s: %w", name, err)
+		}
+	}
+	var placedAt time.Time
+	var lat []time.Duration
+	if err := poll(ctx, 30*time.Minute, func() (bool, error) {
+		var list []model.Instance
+		for name := range submitted {
+			l, err := c.Instances(ctx, "", name)
+			if err != nil {
+				return false, err
+			}
+			list = append(list, l...)
+		}
+		placed, running := 0, 0
+		lat = lat[:0]
+		for _, in := range list {
+			if in.Node != "" {
+				placed++
+			}
+			if in.Status.State == model.StateRunning {
+				running++
+				lat = append(lat, in.Status.UpdatedAt.Sub(submitted[in.App]))
+			}
+		}
+		if placed >= o.Instances && placedAt.IsZero() {
+			placedAt = time.Now()
+		}
+		fmt.Fprintf(o.Out, "\rplaced %d, running %d of %d   ", placed, running, o.Instances)
+		return running >= o.Instances, nil
+	}); err != nil {
+		return res, err
+	}
+	fmt.Fprintln(o.Out)
+	res.PlacementsPerSec = float64(o.Instances) / placedAt.Sub(start).Seconds()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		res.P50, res.P99, res.Max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	}
+	res.ServerRSS = rss(srv.Process.Pid)
+	if st, err := os.Stat(filepath.Join(dir, "server", "berth.db")); err == nil {
+		res.StoreBytes = st.Size()
+	}
+	return res, nil
+}
+
+func waitServer(ctx context.Context, ctxFile string, srv *exec.Cmd) (*client.Client, string, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if b, err := os.ReadFile(ctxFile); err == nil {
+			var cc struct{ Server, Token, CA string }
+			if json.Unmarshal(b, &cc) == nil && cc.CA != "" {
+				c, err := client.NewTLS(cc.Server, cc.Token, []byte(cc.CA))
+				if err != nil {
+					return nil, "", err
+				}
+				if _, err := c.Version(ctx); err == nil {
+					return c, cc.Server, nil
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, "", fmt.Errorf("berth server did not come up")
+}
+
+func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		_ = err
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("gave up after %s", timeout)
+}
+
+// rss reads VmRSS of pid in bytes.
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// PrintClusterTable prints r as a table.
+func PrintClusterTable(w io.Writer, r ClusterResult) {
+	fmt.Fprintf(w, "nodes\tinstances\tjoin all\tplacements/s\tsubmit→running p50\tp99\tmax\tserver RSS\tstore\n")
+	fmt.Fprintf(w, "%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%.0f MiB\t%.1f MiB\n", r.Nodes, r.Instances, r.JoinAll.Round(time.Millisecond),
+		r.PlacementsPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond),
+		float64(r.ServerRSS)/(1<<20), float64(r.StoreBytes)/(1<<20))
+}
