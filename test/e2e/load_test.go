@@ -55,6 +55,8 @@ func (b *berth) routerAddr() string {
 type loadOptions struct {
 	// Addr is the router, Host the route's host.
 	Addr, Host string
+	// Path is the request path (default "/").
+	Path string
 	// Header is set on every request when non-nil.
 	Header http.Header
 	// LocalIP is the loopback source address (e.g. 127.0.0.2); empty
@@ -143,7 +145,11 @@ func runLoad(t *testing.T, o loadOptions, stop <-chan struct{}) *loadResult {
 }
 
 func one(ctx context.Context, hc *http.Client, o loadOptions, res *loadResult) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+o.Addr+"/", nil)
+	path := o.Path
+	if path == "" {
+		path = "/"
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+o.Addr+path, nil)
 	req.Host = o.Host
 	for k, v := range o.Header {
 		req.Header[k] = v

@@ -310,3 +310,62 @@ func TestCrashLoopRollsBackByItself(t *testing.T) {
 		t.Fatalf("app at revision %d after the rollback", v.Revision)
 	}
 }
+
+// cgiSpec serves /cgi-bin/x answering with status %[3]s and body
+// "%[2]s from cgi", and a static / for the health check.
+const cgiSpec = `name: %[1]s
+image: berth-test/busybox:latest
+command:
+  - sh
+  - -c
+  - |
+    mkdir -p /www/cgi-bin && echo ok > /www/index.html
+    printf '%%s\n' "$SCRIPT" > /www/cgi-bin/x && chmod +x /www/cgi-bin/x
+    exec httpd -f -p 8080 -h /www
+env:
+  SCRIPT: |
+    #!/bin/sh
+    printf 'Status: %[3]s\r\nContent-Type: text/plain\r\n\r\n%[2]s from cgi\n'
+instances: 2
+resources: {cpu: 0.05, memory: 32Mi}
+ports: [{name: http, containerPort: 8080}]
+health: {http: {port: http, path: /}, interval: 500ms, retries: 2}
+stopGracePeriod: 2s
+routes: [{host: %[1]s.test, path: /, port: http}]
+rollout:
+  type: canary
+  canary:
+    steps: [{weight: 50}, {pause: {}}]
+    analysis: {window: 30s, maxErrorRate: 5, minRequests: 20}
+`
+
+// TestCanaryAnalysisRollsBackOnErrors: a canary answering 503 while its
+// health check passes is rolled back by the analysis of the router's
+// figures, with the error rate in the reason.
+func TestCanaryAnalysisRollsBackOnErrors(t *testing.T) {
+	b := startBerth(t)
+	app := "ana-" + randHex(3)
+	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(cgiSpec, app, "v1", "200 OK")))
+	addr := b.routerAddr()
+	o := loadOptions{Addr: addr, Host: app + ".test", Path: "/cgi-bin/x", Max: 20, Workers: 2}
+	eventually(t, 2*time.Minute, "v1 serving", func() bool {
+		r := runLoad(t, o, nil)
+		return r.ByBody["v1"] == 20
+	})
+	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(cgiSpec, app, "v2", "503 Service Unavailable")))
+	// The weight step waits the analysis window with the canary serving.
+	b.waitRollout(app, 2, model.RolloutProgressing, func(ro *model.Rollout) bool { return ro.Counts.NewReady >= 1 })
+	o.Max, o.Pause = 400, 20*time.Millisecond
+	finish := background(t, o)
+	ro := b.waitRollout(app, 2, model.RolloutRolledBack, nil)
+	res := finish()
+	t.Logf("load during the analysis: %s", res)
+	if !strings.Contains(ro.Reason, "canary analysis: revision 2 answered") || !strings.Contains(ro.Reason, "above maxErrorRate 5%") {
+		t.Fatalf("rollback reason: %q", ro.Reason)
+	}
+	o.Max, o.Pause = 20, 0
+	eventually(t, time.Minute, "v1 serving again", func() bool {
+		r := runLoad(t, o, nil)
+		return r.ByBody["v1"] == 20
+	})
+}
