@@ -184,7 +184,7 @@ func backends(app *model.App, insts []*model.Instance, nodes map[string]*model.N
 	hasHealth := app.Spec.Health != nil
 	var out []Backend
 	for _, in := range insts {
-		if !in.Active() || !in.Ready(hasHealth) || in.Node == "" {
+		if !Serves(in, hasHealth, nodes) {
 			continue
 		}
 		hp := in.HostPorts[port]
@@ -192,13 +192,8 @@ func backends(app *model.App, insts []*model.Instance, nodes map[string]*model.N
 			continue
 		}
 		addr := DefaultNodeAddress
-		if n, ok := nodes[in.Node]; ok {
-			if n.Status == model.NodeDown {
-				continue
-			}
-			if n.Address != "" {
-				addr = n.Address
-			}
+		if n, ok := nodes[in.Node]; ok && n.Address != "" {
+			addr = n.Address
 		}
 		out = append(out, Backend{Addr: net.JoinHostPort(addr, strconv.Itoa(hp)), Instance: in.ID, Node: in.Node, Revision: in.Revision})
 	}
@@ -209,6 +204,17 @@ func backends(app *model.App, insts []*model.Instance, nodes map[string]*model.N
 		return out[i].Instance < out[j].Instance
 	})
 	return out
+}
+
+// Serves reports whether an instance may take traffic (the router's and
+// node DNS's one readiness rule): desired to run, running, healthy when
+// its app has a health check, placed on a node that is not down.
+func Serves(in *model.Instance, hasHealthCheck bool, nodes map[string]*model.Node) bool {
+	if !in.Active() || !in.Ready(hasHealthCheck) || in.Node == "" {
+		return false
+	}
+	n, ok := nodes[in.Node]
+	return !ok || n.Status != model.NodeDown
 }
 
 // Match returns the http route for host and path: the exact host's
