@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,8 @@ type Options struct {
 	Router RouterOptions
 	// NodeLabels are put on this node (region, zone, disk ...).
 	NodeLabels map[string]string
+	// DNS configures the node DNS server (<app>.<namespace>.berth).
+	DNS DNSOptions
 }
 
 // RouterOptions are the edge router's listen addresses.
@@ -126,7 +129,18 @@ func RunUp(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	dock, err := docker.New(docker.Options{Node: o.NodeName})
+	nodeDNS, err := startDNS(st, o.DNS, o.Native, o.Log)
+	if err != nil {
+		return fmt.Errorf("node DNS: %w (use --dns-listen to pick other addresses, or --no-dns)", err)
+	}
+	dockOpts := docker.Options{Node: o.NodeName}
+	if nodeDNS != nil {
+		o.Native.DNS = nodeDNS.native
+		if nodeDNS.docker.IsValid() {
+			dockOpts.DNS = []netip.Addr{nodeDNS.docker}
+		}
+	}
+	dock, err := docker.New(dockOpts)
 	if err != nil {
 		return fmt.Errorf("docker driver: %w", err)
 	}
@@ -192,6 +206,13 @@ func RunUp(ctx context.Context, o Options) error {
 	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { trimEvents(ctx, st, o.Log) })
 	goRun(func() { nat.gcImages(ctx, o.Native, o.Log) })
+	if nodeDNS != nil {
+		goRun(func() {
+			if err := nodeDNS.run(ctx); err != nil {
+				errc <- err
+			}
+		})
+	}
 	if rt != nil {
 		goRun(func() {
 			if err := rt.Run(ctx); err != nil {
@@ -213,6 +234,9 @@ func RunUp(ctx context.Context, o Options) error {
 	if rt != nil {
 		a := rt.Addrs()
 		o.Log.Info("router is up", "http", a.HTTP, "https", a.HTTPS, "metrics", a.Metrics)
+	}
+	if nodeDNS != nil {
+		o.Log.Info("node DNS is up", "listen", nodeDNS.srv.Addrs(), "upstreams", nodeDNS.srv.Upstreams())
 	}
 	if o.Ready != nil {
 		o.Ready(url, token)

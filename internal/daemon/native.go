@@ -46,6 +46,10 @@ type NativeOptions struct {
 	// ImageGCInterval is how often the image store is collected (default
 	// 10m).
 	ImageGCInterval time.Duration
+	// DNS is the node DNS server's address on the node network (its
+	// gateway); oci workloads use it as their name server. Invalid: the
+	// host's resolvers.
+	DNS netip.Addr
 }
 
 // native is the assembled native runtime path.
@@ -73,8 +77,9 @@ func startNative(dataDir, node string, o NativeOptions, log *slog.Logger) (*nati
 		}
 	}
 	var nodeNet network.Node
+	var dnsAddr netip.Addr
 	if n.network != nil {
-		nodeNet = n.network
+		nodeNet, dnsAddr = n.network, o.DNS
 	}
 	n.process = process.New(process.Options{StateDir: filepath.Join(dataDir, "process"), Node: node, Network: nodeNet})
 	n.images, err = image.Open(filepath.Join(dataDir, "images"), image.Options{
@@ -96,7 +101,7 @@ func startNative(dataDir, node string, o NativeOptions, log *slog.Logger) (*nati
 		}
 	}
 	n.oci, err = oci.New(oci.Options{StateDir: filepath.Join(dataDir, "oci"), RootFS: n.images, Network: nodeNet,
-		Runtimes: runtimes, BinDir: filepath.Join(dataDir, "bin"), DefaultRuntime: o.DefaultRuntime, Node: node})
+		Runtimes: runtimes, BinDir: filepath.Join(dataDir, "bin"), DefaultRuntime: o.DefaultRuntime, Node: node, DNS: dnsAddr})
 	if err != nil {
 		n.images.Close()
 		return nil, fmt.Errorf("driver oci: %w", err)

@@ -32,6 +32,10 @@ type Options struct {
 	// gets its address with the first workload): sockets are bound with
 	// IP_FREEBIND. Port 0 picks a free port (the same for UDP and TCP).
 	Listen []string
+	// Optional are more listen addresses that are skipped, with a
+	// warning, when they cannot be bound (another server holds the port);
+	// Addrs says which were.
+	Optional []string
 	// Upstreams are the resolvers other names are forwarded to
 	// ("host:port"); nil means the name servers of ResolvConf.
 	Upstreams []string
@@ -66,7 +70,7 @@ func New(o Options) (*Server, error) {
 	if o.Source == nil {
 		return nil, errors.New("dns: Options.Source is required")
 	}
-	if len(o.Listen) == 0 {
+	if len(o.Listen)+len(o.Optional) == 0 {
 		return nil, errors.New("dns: no listen address")
 	}
 	if o.Log == nil {
@@ -87,13 +91,25 @@ func New(o Options) (*Server, error) {
 		}
 		s.socks = append(s.socks, sock)
 	}
+	for _, addr := range o.Optional {
+		sock, err := bind(addr)
+		if err != nil {
+			o.Log.Warn("dns: not serving on an optional address", "addr", addr, "err", err)
+			continue
+		}
+		s.socks = append(s.socks, sock)
+	}
+	if len(s.socks) == 0 {
+		return nil, errors.New("dns: could not bind any listen address")
+	}
 	if o.Upstreams == nil {
 		s.o.Upstreams = upstreamsFrom(o.ResolvConf, s.Addrs(), o.Log)
 	}
 	return s, nil
 }
 
-// Addrs are the bound UDP (and TCP) addresses, in Listen order.
+// Addrs are the bound UDP (and TCP) addresses: Listen's, then those of
+// Optional that could be bound.
 func (s *Server) Addrs() []string {
 	out := make([]string, len(s.socks))
 	for i, sk := range s.socks {
