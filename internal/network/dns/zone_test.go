@@ -66,7 +66,7 @@ func TestAppEndpoints(t *testing.T) {
 		wantNotOK int
 	}{
 		{name: "running without health check", app: app("default", "web", false, httpPort),
-			insts: []model.Instance{inst("default", "web", "web-1", model.StateRunning, "", "10.0.0.1")},
+			insts:   []model.Instance{inst("default", "web", "web-1", model.StateRunning, "", "10.0.0.1")},
 			wantIPs: []string{"10.0.0.1"}, wantSRV: []int{8080}},
 		{name: "health check: only healthy", app: app("default", "web", true, httpPort),
 			insts: []model.Instance{inst("default", "web", "web-1", model.StateRunning, model.HealthHealthy, "10.0.0.1"),
@@ -74,7 +74,7 @@ func TestAppEndpoints(t *testing.T) {
 				inst("default", "web", "web-3", model.StateStarting, "", "")},
 			wantIPs: []string{"10.0.0.1"}, wantSRV: []int{8080}, wantNotOK: 2},
 		{name: "desired stop and down node left out", app: app("default", "web", false, httpPort),
-			insts: []model.Instance{stopping, onNode(inst("default", "web", "web-6", model.StateRunning, "", "10.0.0.6"), "n2")},
+			insts:   []model.Instance{stopping, onNode(inst("default", "web", "web-6", model.StateRunning, "", "10.0.0.6"), "n2")},
 			wantIPs: []string{}, wantSRV: []int{}, wantNotOK: 1},
 		{name: "no own address: node address and host port", app: app("default", "web", false, httpPort),
 			insts:   []model.Instance{onNode(inst("default", "web", "web-7", model.StateRunning, "", ""), "n3")},
