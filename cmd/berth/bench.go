@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,7 +48,7 @@ median of --rounds runs is printed. Everything created is removed.`,
 	deploy.Flags().StringSliceVar(&counts, "counts", []string{"1", "10", "50"}, "instance counts to measure")
 	deploy.Flags().IntVar(&rounds, "rounds", 3, "rounds per count (median reported)")
 	deploy.Flags().StringVar(&image, "image", "berth-test/busybox:latest", "image to run (must exist locally)")
-	cmd.AddCommand(deploy, newBenchStart(), newBenchPull(), newBenchCluster())
+	cmd.AddCommand(deploy, newBenchStart(), newBenchPull(), newBenchCluster(), newBenchRouter())
 	return cmd
 }
 
@@ -123,7 +124,9 @@ func newBenchCluster() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = os.Stderr
-			r, err := bench.RunCluster(cmd.Context(), o)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			r, err := bench.RunCluster(ctx, o)
 			if err != nil {
 				return err
 			}
@@ -134,5 +137,45 @@ func newBenchCluster() *cobra.Command {
 	cmd.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated agents")
 	cmd.Flags().IntVar(&o.Instances, "instances", 10000, "instances to place and run")
 	cmd.Flags().IntVar(&o.PerApp, "per-app", 100, "instances per app")
+	return cmd
+}
+
+func newBenchRouter() *cobra.Command {
+	var o bench.RouterOptions
+	cmd := &cobra.Command{
+		Use:   "router",
+		Short: "Load the edge router with wrk, side by side with nginx as a reverse proxy to the same instances",
+		Long: `Starts a private 'berth up' (temporary data dir, loopback ports, docker
+driver) with its router on a free loopback port, applies an app of
+--instances busybox httpd behind the route bench.test, and runs Debian's
+nginx as a reverse proxy to the same instances' host ports (upstream
+keepalive, HTTP/1.1, worker_processes auto). wrk loads each for --duration
+(the order alternates over --rounds); the medians of req/s, p50 and p99
+and the proxies' RSS are printed as a Markdown table. Everything started is
+stopped and removed, also on Ctrl-C. Needs nginx and wrk
+(scripts/bench-deps.sh) and the image from scripts/test-image.sh.`,
+		Example: "  berth bench router\n  berth bench router --duration 5s --connections 64 --rounds 2",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := benchContext(cmd)
+			defer stop()
+			o.Out = os.Stderr
+			fmt.Fprintf(os.Stderr, "benchmarking the router: wrk -t%d -c%d -d%s, %d instances, %d rounds\n",
+				o.Threads, o.Connections, o.Duration, o.Instances, o.Rounds)
+			rs, err := bench.RunRouter(ctx, o)
+			if len(rs) > 0 {
+				bench.PrintRouterTable(os.Stdout, rs)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each wrk run")
+	f.IntVar(&o.Connections, "connections", 32, "wrk connections (-c)")
+	f.IntVar(&o.Threads, "threads", 2, "wrk threads (-t)")
+	f.IntVar(&o.Instances, "instances", 4, "busybox httpd instances behind both proxies")
+	f.IntVar(&o.Rounds, "rounds", 3, "rounds; the proxies' order alternates, medians are reported")
+	f.BoolVar(&o.Direct, "direct", true, "also run wrk straight to one instance's host port (no proxy)")
+	f.StringVar(&o.Image, "image", "berth-test/busybox:latest", "image of the instances (must exist locally)")
 	return cmd
 }

@@ -43,6 +43,10 @@ type Options struct {
 	// Heartbeat interval (default DefaultHeartbeat).
 	Heartbeat time.Duration
 	Version   string
+	// SkipPortScan leaves PortsInUse empty instead of reading the host's
+	// listening ports: for simulated agents sharing one host (berth bench
+	// cluster), whose ports are not their own.
+	SkipPortScan bool
 	// Secrets resolves an app's imagePullSecret; nil means this agent has
 	// no access to secrets and such apps fail to start with that message.
 	Secrets SecretSource
@@ -327,7 +331,7 @@ func (a *Agent) register(ctx context.Context) error {
 	node := model.Node{Name: a.o.NodeName, Hostname: fp.Hostname, Address: a.o.Address, Labels: a.o.Labels,
 		Capacity: fp.Capacity, Drivers: names, Runtimes: runtimes, DefaultRuntime: defaultRuntime,
 		PortRange: a.o.PortRange, Status: model.NodeReady,
-		PortsInUse: listeningPorts(a.o.PortRange[0], a.o.PortRange[1]),
+		PortsInUse: a.portsInUse(),
 		Version:    a.o.Version, LastHeartbeat: time.Now()}
 	fp.Apply(&node)
 	key := model.NodeKey(node.Name)
@@ -362,7 +366,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		inUse := listeningPorts(a.o.PortRange[0], a.o.PortRange[1])
+		inUse := a.portsInUse()
 		_, err := store.Update(ctx, a.o.Store, model.NodeKey(a.o.NodeName), func(n *model.Node) error {
 			n.LastHeartbeat = time.Now()
 			if n.Status != model.NodeDown { // the node controller lifts down
@@ -386,6 +390,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			r.retryStatus(ctx)
 		}
 	}
+}
+
+// portsInUse are the host's listening ports in the node's range.
+func (a *Agent) portsInUse() []int {
+	if a.o.SkipPortScan {
+		return nil
+	}
+	return listeningPorts(a.o.PortRange[0], a.o.PortRange[1])
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -81,6 +81,8 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	srv := exec.Command(self, "server", "--data-dir", filepath.Join(dir, "server"), "--listen", listen, "--log-level", "error")
 	srv.Env = append(os.Environ(), "BERTH_CONFIG="+ctxFile)
 	srv.Stderr = o.Out
+	// The server dies with the benchmark, even if it is killed.
+	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
 		return res, err
 	}
@@ -104,7 +106,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 			defer wg.Done()
 			err := daemon.RunAgent(actx, daemon.AgentOptions{Server: url, JoinToken: tok.Token, NodeName: fmt.Sprintf("sim-%05d", i),
 				DataDir: filepath.Join(dir, "agents", strconv.Itoa(i)), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
-				MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet})
+				MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet, Simulated: true})
 			if err != nil && actx.Err() == nil {
 				fmt.Fprintf(o.Out, "agent %d: %v\n", i, err)
 			}

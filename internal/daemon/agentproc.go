@@ -47,6 +47,9 @@ type AgentOptions struct {
 	MockImages []string
 	// Heartbeat interval (default agent.DefaultHeartbeat).
 	Heartbeat time.Duration
+	// Simulated marks one of many agents sharing a host (benchmarks):
+	// the host's listening ports are not scanned.
+	Simulated bool
 	Version   string
 	Log       *slog.Logger
 }
@@ -109,7 +112,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		// any instance (register or the first listing); then retry.
 		actx, acancel := context.WithCancel(ctx)
 		ag := agent.New(agent.Options{Store: st, Drivers: drivers, NodeName: o.NodeName, Address: o.Address,
-			Labels: o.NodeLabels, WorkloadLabels: o.WorkloadLabels, PortRange: o.PortRange, Heartbeat: o.Heartbeat,
+			Labels: o.NodeLabels, WorkloadLabels: o.WorkloadLabels, PortRange: o.PortRange, Heartbeat: o.Heartbeat, SkipPortScan: o.Simulated,
 			Events: events.NewRecorder(st, o.Log), Log: o.Log, Version: o.Version})
 		err := ag.Run(actx)
 		acancel()
