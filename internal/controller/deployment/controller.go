@@ -205,6 +205,11 @@ func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) e
 			return err
 		}
 	}
+	if d.CreateStable > 0 {
+		if err := a.createStable(ctx, d.StableRevision, d.CreateStable); err != nil {
+			return err
+		}
+	}
 	for _, node := range d.CreateOn {
 		if err := a.create(ctx, node); err != nil {
 			return err

@@ -37,6 +37,11 @@ type Decision struct {
 	// Job, when set, is a batch app's completion or failure, reached in
 	// this pass; the controller records it as an event once.
 	Job *JobEvent
+	// CreateStable is how many instances of StableRevision to create: a
+	// blue/green (before its switch) or canary rollout keeps the stable
+	// set whole when one of its instances is lost.
+	CreateStable   int
+	StableRevision int64
 	// Rollout is the service's rollout state to store; nil leaves the
 	// stored one as it is.
 	Rollout *model.Rollout

@@ -122,6 +122,9 @@ func (s *sim) step(dt time.Duration) Decision {
 		s.add(s.app.Revision, false)
 		s.creates++
 	}
+	for i := 0; i < d.CreateStable; i++ {
+		s.add(d.StableRevision, false)
+	}
 	if d.Rollout != nil {
 		ro := *d.Rollout
 		s.ro = &ro
@@ -479,6 +482,9 @@ func TestNewRevisionSupersedesRunningRollout(t *testing.T) {
 	if !s.hasEvent("RolloutSuperseded", "revision 3") {
 		t.Fatalf("events %+v", s.events)
 	}
+	if act := s.active(); act[2] != 0 || act[1] != 2 || act[3] != 1 {
+		t.Fatalf("superseded canary instances left: %v", act)
+	}
 }
 
 func TestBlueGreenPromoteSkipsPreview(t *testing.T) {
@@ -529,5 +535,27 @@ func TestCanaryAnalysisThresholds(t *testing.T) {
 				t.Fatalf("app at revision %d", s.app.Revision)
 			}
 		})
+	}
+}
+
+func TestCanaryKeepsTheStableSetWhole(t *testing.T) {
+	s := newSim(t, 3, canarySpec(weight(10), pause(0)))
+	s.deploy()
+	s.step(0)
+	s.step(time.Second)
+	// A stable instance is lost (its node went down): stopped and gone.
+	for i := range s.insts {
+		if s.insts[i].Revision == 1 {
+			s.insts[i].Desired, s.insts[i].Status.State = model.DesiredStop, model.StateLost
+			break
+		}
+	}
+	d := s.step(time.Second)
+	if d.CreateStable != 1 || d.StableRevision != 1 || d.Create != 0 {
+		t.Fatalf("decision %+v", d)
+	}
+	s.step(time.Second)
+	if act := s.active(); act[1] != 3 || act[2] != 1 {
+		t.Fatalf("active %v", act)
 	}
 }

@@ -80,6 +80,7 @@ func (p *rolloutPlan) blueGreen() {
 	}
 	p.trimCur(p.n)
 	if ro.SwitchedAt == nil {
+		p.keepStable()
 		p.progressed(newAvail, p.n)
 		ro.Traffic = &model.Traffic{Stable: ro.From}
 		// promote skips the preview: step bgPreview with no start time.
@@ -166,6 +167,7 @@ func (p *rolloutPlan) canary() {
 		p.promoteFull(newAvail)
 		return
 	}
+	p.keepStable()
 	w := canaryWeight(steps, ro.Step)
 	ro.Weight = w
 	want := CanaryInstances(p.n, w)
@@ -277,4 +279,28 @@ func (p *rolloutPlan) analyze(a *model.CanaryAnalysis) string {
 		}
 	}
 	return ""
+}
+
+// keepStable replaces lost instances of the stable revision while it
+// still takes traffic, so a long canary or a blue/green preview does not
+// wear the stable set down, and stops instances of a superseded
+// revision (neither stable nor the one rolling out: they get no traffic).
+func (p *rolloutPlan) keepStable() {
+	from := p.ro.From
+	if from <= 0 || from == p.app.Revision {
+		return
+	}
+	have := 0
+	var others []*model.Instance
+	for _, in := range p.old {
+		if in.Revision == from {
+			have++
+		} else {
+			others = append(others, in)
+		}
+	}
+	p.stop(others, fmt.Sprintf("superseded: revision %d rolls out from stable revision %d", p.app.Revision, from))
+	if have < p.n {
+		p.d.CreateStable, p.d.StableRevision = p.n-have, from
+	}
 }
