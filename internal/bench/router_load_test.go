@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Captured from Debian's wrk 4.1.0 (the last line has no newline).
+const (
+	wrkOK = `Running 1s test @ http://127.0.0.1:18081/
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.76ms    2.33ms  20.63ms   92.45%
+    Req/Sec   778.40    119.78     0.95k    70.00%
+  Latency Distribution
+     50%    1.98ms
+     75%    2.88ms
+     90%    4.38ms
+     99%   15.47ms
+  776 requests in 1.00s, 4.42MB read
+Requests/sec:    774.02
+Transfer/sec:      4.41MB`
+	wrkNon2xx = `Running 1s test @ http://127.0.0.1:18081/nope
+  1 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.78ms    8.77ms  66.03ms   88.85%
+    Req/Sec     1.26k   675.39     2.56k    80.00%
+  Latency Distribution
+     50%    2.02ms
+     75%    5.84ms
+     90%   15.70ms
+     99%   45.10ms
+  1308 requests in 1.05s, 664.22KB read
+  Non-2xx or 3xx responses: 1308
+Requests/sec:   1240.04
+Transfer/sec:    629.71KB`
+	wrkSocketErrors = `Running 10s test @ http://127.0.0.1:42581/
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   850.12us    1.20ms   1.99s    97.10%
+    Req/Sec    12.34k     1.23k   15.67k    70.00%
+  Latency Distribution
+     50%  612.00us
+     75%  901.00us
+     90%    1.20ms
+     99%    1.02s
+  245678 requests in 10.00s, 30.12MB read
+  Socket errors: connect 3, read 12, write 0, timeout 7
+Requests/sec:  24567.80
+Transfer/sec:      3.01MB
+`
+	wrkNoLatency = `Running 1s test @ http://127.0.0.1:18081/
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.76ms    2.33ms  20.63ms   92.45%
+    Req/Sec   778.40    119.78     0.95k    70.00%
+  776 requests in 1.00s, 4.42MB read
+Requests/sec:    774.02
+Transfer/sec:      4.41MB`
+)
+
+func TestParseWrk(t *testing.T) {
+	us := time.Microsecond
+	cases := []struct {
+		name    string
+		out     string
+		want    WrkResult
+		wantErr string
+	}{
+		{"ok", wrkOK, WrkResult{Requests: 776, ReqPerSec: 774.02,
+			P50: 1980 * us, P75: 2880 * us, P90: 4380 * us, P99: 15470 * us}, ""},
+		{"non-2xx", wrkNon2xx, WrkResult{Requests: 1308, ReqPerSec: 1240.04, Non2xx: 1308,
+			P50: 2020 * us, P75: 5840 * us, P90: 15700 * us, P99: 45100 * us}, ""},
+		{"socket errors, µs and s", wrkSocketErrors, WrkResult{Requests: 245678, ReqPerSec: 24567.80,
+			Connect: 3, Read: 12, Timeout: 7, P50: 612 * us, P75: 901 * us, P90: 1200 * us, P99: 1020 * time.Millisecond}, ""},
+		{"no --latency", wrkNoLatency, WrkResult{}, "no latency distribution"},
+		{"not wrk", "unable to connect to 127.0.0.1:1 Connection refused", WrkResult{}, "no Requests/sec"},
+		{"bad unit", strings.Replace(wrkOK, "15.47ms", "15.47xs", 1), WrkResult{}, `unknown latency "15.47xs"`},
+	}
+	for _, c := range cases {
+		got, err := ParseWrk(c.out)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%s: err %v, want one containing %q", c.name, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.name, got, c.want)
+		}
+	}
+	if n := (WrkResult{Non2xx: 1, Connect: 2, Read: 3, Write: 4, Timeout: 5}).Errors(); n != 15 {
+		t.Errorf("Errors() = %d, want 15", n)
+	}
+}
