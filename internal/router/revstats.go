@@ -28,6 +28,9 @@ type revKey struct {
 	rev     int64
 }
 
+// upstreamKey is one backend of one route.
+type upstreamKey struct{ route, addr string }
+
 // secondBucket holds one second of one revision's outcomes.
 type secondBucket struct {
 	sec      int64
@@ -42,16 +45,17 @@ type secondBucket struct {
 // over StatsRetention, for the deployment controller's canary analysis.
 type revisionStats struct {
 	now func() time.Time
-	// upstreams maps "routeID|addr" to the revision behind it, rebuilt
-	// with every table.
-	upstreams atomic.Pointer[map[string]revKey]
+	// upstreams maps route ID and upstream address to the revision
+	// behind it, rebuilt with every table; only split routes are in it,
+	// so other requests cost one lookup that misses.
+	upstreams atomic.Pointer[map[upstreamKey]revKey]
 	mu        sync.Mutex
 	rings     map[revKey]*[statsSeconds]secondBucket
 }
 
 func newRevisionStats() *revisionStats {
 	s := &revisionStats{now: time.Now, rings: map[revKey]*[statsSeconds]secondBucket{}}
-	empty := map[string]revKey{}
+	empty := map[upstreamKey]revKey{}
 	s.upstreams.Store(&empty)
 	return s
 }
@@ -59,7 +63,7 @@ func newRevisionStats() *revisionStats {
 // install learns which revision every backend of t serves and forgets
 // revisions no longer in any route.
 func (s *revisionStats) install(t *table.Table) {
-	m := map[string]revKey{}
+	m := map[upstreamKey]revKey{}
 	live := map[revKey]bool{}
 	for _, r := range t.Routes {
 		// Only routes that split traffic between revisions (a canary) are
@@ -70,7 +74,7 @@ func (s *revisionStats) install(t *table.Table) {
 		}
 		for _, b := range r.Backends {
 			k := revKey{r.Namespace, r.App, b.Revision}
-			m[r.ID+"|"+b.Addr] = k
+			m[upstreamKey{r.ID, b.Addr}] = k
 			live[k] = true
 		}
 	}
@@ -109,7 +113,7 @@ func (s *revisionStats) record(route, upstream string, code int, d time.Duration
 	if upstream == "" {
 		return
 	}
-	k, ok := (*s.upstreams.Load())[route+"|"+upstream]
+	k, ok := (*s.upstreams.Load())[upstreamKey{route, upstream}]
 	if !ok {
 		return
 	}
