@@ -187,6 +187,9 @@ func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppS
 	var cid string
 	auth, err := r.a.registryAuth(ctx, in.Namespace, spec.ImagePullSecret)
 	if err == nil {
+		task.Env, err = r.a.withBindings(ctx, in.Namespace, spec, task.Env)
+	}
+	if err == nil {
 		task.RegistryAuth = auth
 		cid, err = drv.Start(ctx, task)
 	}

@@ -82,6 +82,9 @@ type AppSpec struct {
 	// credentials (username and password, or .dockerconfigjson) for
 	// pulling Image.
 	ImagePullSecret string `json:"imagePullSecret,omitempty"`
+	// Bind gives the app other apps' DNS names and ports as environment
+	// variables (<PREFIX>_HOST, _PORT, _ADDR; see bind.go, docs/dns.md).
+	Bind []Binding `json:"bind,omitempty"`
 	// Routes expose the app's ports through the edge router (see route.go).
 	Routes []Route `json:"routes,omitempty"`
 	// Rollout says how a new revision replaces the running one: rolling

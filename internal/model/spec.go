@@ -188,6 +188,9 @@ func (s *AppSpec) Normalize() {
 	if len(s.Tmpfs) == 0 {
 		s.Tmpfs = nil
 	}
+	if len(s.Bind) == 0 {
+		s.Bind = nil
+	}
 }
 
 // TemplateHash hashes everything but Instances, Routes and Rollout (what

@@ -39,6 +39,7 @@ func (s *AppSpec) Validate() *ValidationError {
 		v.add("command[0]", "must not be empty")
 	}
 	v.env(s.Env)
+	v.bind(s)
 	if s.Instances != nil {
 		switch n := *s.Instances; {
 		case n < 0:
