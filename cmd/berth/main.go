@@ -65,7 +65,7 @@ The CLI finds the server through the context 'berth up' writes
 	pf.StringVar(&g.server, "server", "", "berth API URL (env BERTH_SERVER; default from the CLI context)")
 	pf.StringVar(&g.token, "token", "", "API token (env BERTH_TOKEN; default from the CLI context)")
 	pf.StringVarP(&g.namespace, "namespace", "n", model.DefaultNamespace, "namespace of the apps to act on")
-	root.AddCommand(newUp(), newApply(g), newRollout(g), newApps(g), newGet(g), newPs(g), newLogs(g), newScale(g),
+	root.AddCommand(newUp(), newApply(g), newRollout(g), newApps(g), newGet(g), newPs(g), newEndpoints(g), newLogs(g), newScale(g),
 		newRm(g), newNodes(g), newEvents(g), newVersion(g), newImage(g), newBench(), newCert(g), newRouter(),
 		newServer(), newAgent(), newToken(g), newNode(g), newSecret(g))
 	return root

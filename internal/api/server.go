@@ -93,6 +93,7 @@ func (s *Server) routes() {
 	s.clusterRoutes()
 	s.storeRoutes()
 	s.nodeRoutes()
+	s.endpointRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, model.APIError{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
