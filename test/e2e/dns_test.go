@@ -16,11 +16,13 @@ import (
 // through node DNS (its resolv.conf): by its full name (LOOKUP), by its
 // short name through the search list (SHORT), and fetches it from the
 // first address found (HTTP, with nc: the test image's static busybox
-// wget crashes without glibc's NSS modules).
+// wget crashes without glibc's NSS modules). It binds the server app, and
+// prints the bound address variable (ENV).
 const dnsClientSpec = `name: %[1]s
 image: %[2]s
 driver: oci
 command: ["sh", "-c", "while true; do echo \"LOOKUP $(nslookup -type=a %[3]s.default.berth 2>&1 | awk '/^Address: /{print $2}' | sort | tr '\\n' ' ')END\"; ip=$(nslookup -type=a %[3]s 2>&1 | awk '/^Address: /{print $2}' | head -1); echo \"SHORT $ip\"; echo \"HTTP $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $ip 8080 2>&1 | tail -1)\"; echo \"ENV $%[4]s_ADDR\"; sleep 0.3; done"]
+bind: [{app: %[3]s, port: http, env: %[4]s}]
 resources: {cpu: 0.1, memory: 32Mi}
 stopGracePeriod: 1s
 `
@@ -86,6 +88,10 @@ func TestNodeDNS(t *testing.T) {
 		logs, _ := b.cli("logs", cli, "--tail", "20")
 		return lastLine(logs, "SHORT ") == "SHORT "+one.Status.IP.String() && lastLine(logs, "HTTP ") == "HTTP hello from "+one.ID
 	})
+	logs := b.mustCLI("logs", cli, "--tail", "5")
+	if got, want := lastLine(logs, "ENV "), "ENV "+srv+".default.berth:8080"; got != want {
+		t.Errorf("bound variable: %q, want %q", got, want)
+	}
 
 	b.mustCLI("scale", srv, "2", "--wait", "--timeout", "2m")
 	two := serverLookupLine(t, b, srv)
@@ -102,6 +108,18 @@ func TestNodeDNS(t *testing.T) {
 			t.Fatalf("query %s on %s: %v", name, hostDNS, err)
 		}
 		return r
+	}
+	ep := b.mustCLI("endpoints", srv)
+	for _, in := range b.instances(srv) {
+		for _, want := range []string{in.Status.IP.String(), in.ID + "." + srv + ".default.berth.",
+			"_http._tcp." + srv + ".default.berth."} {
+			if !strings.Contains(ep, want) {
+				t.Errorf("berth endpoints lacks %q:\n%s", want, ep)
+			}
+		}
+	}
+	if !strings.Contains(ep, "NAME "+srv+".default.berth.  (2 ready, 0 not ready)") {
+		t.Errorf("berth endpoints:\n%s", ep)
 	}
 	if r := hostQuery(srv+".default.berth.", mdns.TypeA); len(r.Answer) != 2 {
 		t.Errorf("host query: %v, want 2 A records", r)
