@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
@@ -43,6 +44,9 @@ func (s *Server) identify(r *http.Request) (Identity, error) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		leaf := r.TLS.VerifiedChains[0][0]
 		node := leaf.Subject.CommonName
+		if time.Now().After(leaf.NotAfter) { // a connection outliving its certificate
+			return Identity{}, fmt.Errorf("the certificate of node %s expired at %s; the agent renews it before that, or join again", node, leaf.NotAfter.Format(time.RFC3339))
+		}
 		rec, err := store.GetJSON[model.NodeCert](r.Context(), s.opts.Store, model.NodeCertKey(node))
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {

@@ -105,7 +105,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	defer st.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go id.renewLoop(ctx, o.Log)
+	go id.renewLoop(ctx, o.Log, st.Reconnect)
 	backoff := 500 * time.Millisecond
 	for {
 		// One attempt runs until ctx ends, or fails before it started

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +30,9 @@ type identity struct {
 	server string
 	ca     *x509.CertPool
 	cert   atomic.Pointer[tls.Certificate]
+	// issued is when the current certificate was received (the server
+	// backdates NotBefore for clock skew, so that cannot tell).
+	issued atomic.Pointer[time.Time]
 }
 
 func (id *identity) paths() (ca, key, cert string) {
@@ -63,6 +67,11 @@ func loadIdentity(dir, node, server string) (*identity, bool) {
 	id.ca = x509.NewCertPool()
 	id.ca.AppendCertsFromPEM(caPEM)
 	id.cert.Store(&pair)
+	issued := leaf.NotBefore
+	if st, err := os.Stat(certPath); err == nil && st.ModTime().After(issued) {
+		issued = st.ModTime()
+	}
+	id.issued.Store(&issued)
 	return id, true
 }
 
@@ -127,18 +136,20 @@ func (id *identity) renew(ctx context.Context) error {
 }
 
 // renewLoop renews the certificate at two thirds of its lifetime,
-// retrying every 30s while the server is away.
-func (id *identity) renewLoop(ctx context.Context, log interface{ Warn(string, ...any) }) {
+// retrying every 30s while the server is away, and calls renewed after
+// each renewal.
+func (id *identity) renewLoop(ctx context.Context, log *slog.Logger, renewed func()) {
 	for {
-		leaf := id.cert.Load().Leaf
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		wait := time.Until(leaf.NotBefore.Add(life * 2 / 3))
+		leaf, issued := id.cert.Load().Leaf, *id.issued.Load()
+		wait := time.Until(issued.Add(leaf.NotAfter.Sub(issued) * 2 / 3))
 		if !sleepFor(ctx, wait) {
 			return
 		}
 		for {
 			err := id.renew(ctx)
 			if err == nil {
+				log.Info("certificate renewed", "expires", id.cert.Load().Leaf.NotAfter)
+				renewed()
 				break
 			}
 			log.Warn("certificate renewal failed; retrying", "err", err, "expires", leaf.NotAfter)
@@ -193,7 +204,9 @@ func (id *identity) save(keyPEM, certPEM, caPEM []byte) error {
 		return errors.New("the server sent no CA certificate")
 	}
 	id.ca = pool
+	now := time.Now()
 	id.cert.Store(&pair)
+	id.issued.Store(&now)
 	return nil
 }
 

@@ -331,3 +331,32 @@ func (c *cluster) adminStore(t *testing.T) *remote.Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func TestAgentRenewsItsCertificate(t *testing.T) {
+	c := newClusterWith(t, 1, []string{"--agent-cert-ttl", "30s"})
+	h := c.agents[0]
+	certPath := filepath.Join(h.dataDir, "agent", "node.crt")
+	first, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Renewal is due at 2/3 of the 30s lifetime; wait for two, so the
+	// renewed certificate is itself used to renew.
+	c.eventually(90*time.Second, func() (bool, string) {
+		n := strings.Count(h.proc.logs.String(), "certificate renewed")
+		return n >= 2, fmt.Sprintf("%d renewals", n)
+	})
+	now, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(now) == string(first) {
+		t.Fatal("node.crt did not change")
+	}
+	// The agent still heartbeats with the renewed certificate (the first
+	// one has expired by now).
+	hb := c.node(h.name).LastHeartbeat
+	c.eventually(30*time.Second, func() (bool, string) {
+		return c.node(h.name).LastHeartbeat.After(hb), "no heartbeat after renewal"
+	})
+}

@@ -143,6 +143,8 @@ type cluster struct {
 	url     string
 	c       *client.Client
 	agents  []*agentHost
+	// serverFlags are extra `berth server` flags.
+	serverFlags []string
 }
 
 // agentHost is one simulated host: a netns with a veth to the bridge.
@@ -166,9 +168,15 @@ func (c *cluster) ip(args ...string) {
 // agents (with extra agent flags), and waits until every node is ready.
 func newCluster(t *testing.T, n int, agentFlags ...string) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, nil, agentFlags...)
+}
+
+// newClusterWith is newCluster with extra `berth server` flags.
+func newClusterWith(t *testing.T, n int, serverFlags []string, agentFlags ...string) *cluster {
+	t.Helper()
 	b := make([]byte, 1)
 	_, _ = rand.Read(b)
-	c := &cluster{t: t, id: randHex(2), subnet: int(b[0]), dir: t.TempDir()}
+	c := &cluster{t: t, id: randHex(2), subnet: int(b[0]), dir: t.TempDir(), serverFlags: serverFlags}
 	c.bridge = "berth-test-" + c.id
 	c.config = filepath.Join(c.dir, "context.json")
 	c.srvData = filepath.Join(c.dir, "server")
@@ -204,8 +212,8 @@ func newCluster(t *testing.T, n int, agentFlags ...string) *cluster {
 func (c *cluster) startServer() {
 	c.t.Helper()
 	_ = os.Remove(c.config)
-	c.server = start(c.t, []string{"BERTH_CONFIG=" + c.config}, binary, "server", "--data-dir", c.srvData,
-		"--listen", c.listen, "--log-level", "debug")
+	args := append([]string{"server", "--data-dir", c.srvData, "--listen", c.listen, "--log-level", "debug"}, c.serverFlags...)
+	c.server = start(c.t, []string{"BERTH_CONFIG=" + c.config}, binary, args...)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && c.server.running() {
 		if b, err := os.ReadFile(c.config); err == nil {

@@ -52,8 +52,9 @@ type Options struct {
 // Store is a store.Store over HTTP.
 type Store struct {
 	o      Options
-	http   *http.Client
-	stream *http.Client
+	mu     sync.RWMutex
+	http   *http.Client // guarded by mu
+	stream *http.Client // guarded by mu
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -76,11 +77,31 @@ func New(o Options) *Store {
 		o.Log = slog.Default()
 	}
 	o.Server = strings.TrimRight(o.Server, "/")
-	tr := &http.Transport{TLSClientConfig: o.TLS, DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 60 * time.Second, ForceAttemptHTTP2: true}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Store{o: o, http: &http.Client{Transport: tr, Timeout: o.RequestTimeout}, stream: &http.Client{Transport: tr},
-		ctx: ctx, cancel: cancel}
+	s := &Store{o: o, ctx: ctx, cancel: cancel}
+	s.Reconnect()
+	return s
+}
+
+// Reconnect makes later requests use new connections, e.g. after the
+// client certificate was renewed (a TLS connection keeps the certificate
+// it was opened with). Streams already open continue on their own.
+func (s *Store) Reconnect() {
+	tr := &http.Transport{TLSClientConfig: s.o.TLS, DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 60 * time.Second, ForceAttemptHTTP2: true}
+	s.mu.Lock()
+	old := s.http
+	s.http, s.stream = &http.Client{Transport: tr, Timeout: s.o.RequestTimeout}, &http.Client{Transport: tr}
+	s.mu.Unlock()
+	if old != nil {
+		old.CloseIdleConnections()
+	}
+}
+
+func (s *Store) clients() (plain, stream *http.Client) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.http, s.stream
 }
 
 // Error is a refusal by the server that maps to no store error (403 ...).
@@ -97,7 +118,11 @@ func IsForbidden(err error) bool {
 	return errors.As(err, &e) && e.Status == http.StatusForbidden
 }
 
-func (s *Store) request(ctx context.Context, c *http.Client, method, path string, q url.Values, body any) (*http.Response, error) {
+func (s *Store) request(ctx context.Context, streaming bool, method, path string, q url.Values, body any) (*http.Response, error) {
+	c, sc := s.clients()
+	if streaming {
+		c = sc
+	}
 	if s.ctx.Err() != nil {
 		return nil, store.ErrClosed
 	}
@@ -152,7 +177,7 @@ func (s *Store) request(ctx context.Context, c *http.Client, method, path string
 }
 
 func (s *Store) call(ctx context.Context, method, path string, q url.Values, body, out any) error {
-	resp, err := s.request(ctx, s.http, method, path, q, body)
+	resp, err := s.request(ctx, false, method, path, q, body)
 	if err != nil {
 		return err
 	}
@@ -224,7 +249,7 @@ func (s *Store) openWatch(ctx context.Context, prefix string, after int64) (*buf
 	stop := context.AfterFunc(s.ctx, cancel)
 	q := url.Values{"prefix": {prefix}, "after": {strconv.FormatInt(after, 10)}}
 	timer := time.AfterFunc(s.o.RequestTimeout, cancel)
-	resp, err := s.request(sctx, s.stream, http.MethodGet, "/v1/store/watch", q, nil)
+	resp, err := s.request(sctx, true, http.MethodGet, "/v1/store/watch", q, nil)
 	if err != nil {
 		timer.Stop()
 		stop()
