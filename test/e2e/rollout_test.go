@@ -61,10 +61,18 @@ func (b *berth) waitRollout(app string, to int64, state string, cond func(*model
 func (b *berth) serving(app, greeting string) {
 	b.t.Helper()
 	addr := b.routerAddr()
-	eventually(b.t, 2*time.Minute, app+" serving "+greeting, func() bool {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
 		r := runLoad(b.t, loadOptions{Addr: addr, Host: app + ".test", Max: 20, Workers: 2}, nil)
-		return r.OK == 20 && r.ByBody[greeting] == 20
-	})
+		if r.OK == 20 && r.ByBody[greeting] == 20 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ps, _ := b.cli("ps", app, "-a")
+			b.t.Fatalf("timed out waiting for %s serving %s through the router at %s: last %s\n%s", app, greeting, addr, r, ps)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (b *berth) hasEvent(app, reason, contains string) bool {
