@@ -17,9 +17,11 @@ type upstream struct {
 
 // balancer picks a backend among candidates. Round-robin counters are per
 // route; active counts are per upstream address, shared by every route
-// that uses it.
+// that uses it. Picks take only the read lock and allocate nothing unless
+// instances were already tried; the write lock is for new routes and
+// upstreams and for pruning.
 type balancer struct {
-	mu  sync.Mutex
+	mu  sync.RWMutex
 	ups map[string]*upstream
 	rr  map[string]*atomic.Uint64
 }
@@ -28,24 +30,38 @@ func newBalancer() *balancer {
 	return &balancer{ups: map[string]*upstream{}, rr: map[string]*atomic.Uint64{}}
 }
 
-func (b *balancer) state(routeID string, addrs []table.Backend) (*atomic.Uint64, []*upstream) {
+// counter returns the round-robin counter of a route.
+func (b *balancer) counter(routeID string) *atomic.Uint64 {
+	b.mu.RLock()
+	c := b.rr[routeID]
+	b.mu.RUnlock()
+	if c != nil {
+		return c
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := b.rr[routeID]
-	if c == nil {
+	if c = b.rr[routeID]; c == nil {
 		c = new(atomic.Uint64)
 		b.rr[routeID] = c
 	}
-	ups := make([]*upstream, len(addrs))
-	for i, be := range addrs {
-		u := b.ups[be.Addr]
-		if u == nil {
-			u = &upstream{addr: be.Addr}
-			b.ups[be.Addr] = u
-		}
-		ups[i] = u
+	return c
+}
+
+// upstream returns the shared state of one backend address.
+func (b *balancer) upstream(addr string) *upstream {
+	b.mu.RLock()
+	u := b.ups[addr]
+	b.mu.RUnlock()
+	if u != nil {
+		return u
 	}
-	return c, ups
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if u = b.ups[addr]; u == nil {
+		u = &upstream{addr: addr}
+		b.ups[addr] = u
+	}
+	return u
 }
 
 // pick chooses among cands minus the addresses already tried; ok is false
@@ -63,20 +79,19 @@ func (b *balancer) pick(r *table.Route, cands []table.Backend, tried []string) (
 	if len(left) == 0 {
 		return table.Backend{}, nil, false
 	}
-	counter, ups := b.state(r.ID, left)
 	n := uint64(len(left))
-	start := int((counter.Add(1) - 1) % n)
+	start := int((b.counter(r.ID).Add(1) - 1) % n)
 	if r.Spec.Balance != model.BalanceLeastConnections {
-		return left[start], ups[start], true
+		return left[start], b.upstream(left[start].Addr), true
 	}
-	best := start
+	best, bestUp := start, b.upstream(left[start].Addr)
 	for k := 1; k < len(left); k++ {
 		i := (start + k) % len(left)
-		if ups[i].active.Load() < ups[best].active.Load() {
-			best = i
+		if u := b.upstream(left[i].Addr); u.active.Load() < bestUp.active.Load() {
+			best, bestUp = i, u
 		}
 	}
-	return left[best], ups[best], true
+	return left[best], bestUp, true
 }
 
 // prune forgets routes and upstreams that are no longer in t.

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,10 +29,27 @@ type metrics struct {
 	rebuilds  prometheus.Counter
 	tableRev  prometheus.Gauge
 	noTLSCert prometheus.Counter
+
+	// cache holds the series the request path has resolved, so a request
+	// costs a map lookup under a read lock instead of the vectors' label
+	// hashing and strconv per request. It is emptied with every table.
+	cacheMu   sync.RWMutex
+	counters  map[requestKey]prometheus.Counter
+	durations map[seriesKey]prometheus.Observer
+}
+
+// seriesKey names the series of one route and upstream.
+type seriesKey struct{ route, upstream string }
+
+// requestKey names one requests_total series.
+type requestKey struct {
+	seriesKey
+	code int
 }
 
 func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), revs: newRevisionStats()}
+	m := &metrics{reg: prometheus.NewRegistry(), revs: newRevisionStats(),
+		counters: map[requestKey]prometheus.Counter{}, durations: map[seriesKey]prometheus.Observer{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_requests_total",
 		Help: "Requests (and tcp connections, code 200) proxied, by route, upstream and status code."}, []string{"route", "upstream", "code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_router_request_duration_seconds",
@@ -68,8 +86,8 @@ func (u *upstreamActive) Describe(ch chan<- *prometheus.Desc) { ch <- u.desc }
 
 // Collect implements prometheus.Collector.
 func (u *upstreamActive) Collect(ch chan<- prometheus.Metric) {
-	u.b.mu.Lock()
-	defer u.b.mu.Unlock()
+	u.b.mu.RLock()
+	defer u.b.mu.RUnlock()
 	for addr, up := range u.b.ups {
 		ch <- prometheus.MustNewConstMetric(u.desc, prometheus.GaugeValue, float64(up.active.Load()), addr)
 	}
@@ -85,11 +103,31 @@ func (m *metrics) request(route, upstream string, code int, d time.Duration, err
 	if upstream == "" {
 		upstream = "none"
 	}
-	m.requests.WithLabelValues(route, upstream, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route, upstream).Observe(d.Seconds())
+	c, o := m.series(route, upstream, code)
+	c.Inc()
+	o.Observe(d.Seconds())
 	if errKind != "" {
 		m.errors.WithLabelValues(route, upstream, errKind).Inc()
 	}
+}
+
+// series returns the request counter and duration observer of a route,
+// upstream and status code, from the cache when they were used before.
+func (m *metrics) series(route, upstream string, code int) (prometheus.Counter, prometheus.Observer) {
+	sk := seriesKey{route, upstream}
+	rk := requestKey{sk, code}
+	m.cacheMu.RLock()
+	c, o := m.counters[rk], m.durations[sk]
+	m.cacheMu.RUnlock()
+	if c != nil && o != nil {
+		return c, o
+	}
+	c = m.requests.WithLabelValues(route, upstream, strconv.Itoa(code))
+	o = m.duration.WithLabelValues(route, upstream)
+	m.cacheMu.Lock()
+	m.counters[rk], m.durations[sk] = c, o
+	m.cacheMu.Unlock()
+	return c, o
 }
 
 func (m *metrics) upstreamError(route, upstream, kind string) {
@@ -108,6 +146,12 @@ func (m *metrics) tableInstalled(t *table.Table) {
 	m.backends.Set(float64(n))
 	m.rebuilds.Inc()
 	m.tableRev.Set(float64(t.Rev))
+	// Routes and upstreams may be gone: forget their cached series (the
+	// vectors keep reporting them, as before).
+	m.cacheMu.Lock()
+	clear(m.counters)
+	clear(m.durations)
+	m.cacheMu.Unlock()
 }
 
 // connState counts open client connections of one listener.

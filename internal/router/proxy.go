@@ -74,7 +74,9 @@ func (r *Router) finish(req *http.Request, rec *recorder, a *attempt, start time
 		routeID = a.route.ID
 	}
 	r.metrics.request(routeID, a.upstream, rec.status, dur, a.kind)
-	r.access.line(start, req.RemoteAddr, canonicalHost(req.Host), req.Method, req.URL.RequestURI(), rec.status, a.upstream, routeID, dur)
+	if r.access != nil { // RequestURI and canonicalHost allocate; skip them when not logging
+		r.access.line(start, req.RemoteAddr, canonicalHost(req.Host), req.Method, req.URL.RequestURI(), rec.status, a.upstream, routeID, dur)
+	}
 }
 
 func (r *Router) httpsURL(host string, req *http.Request) string {
@@ -110,9 +112,28 @@ func (r *Router) newReverseProxy() http.Handler {
 			pr.SetXForwarded()
 		},
 		Transport:     &retryTransport{r: r, base: base},
+		BufferPool:    copyBuffers{},
 		FlushInterval: 0, // SSE and bodies of unknown length are flushed as written
 		ErrorHandler:  r.proxyError,
 		ErrorLog:      nil,
+	}
+}
+
+// copyBuffers lends the proxy its 32 KiB response copy buffers; without
+// a pool it allocates one per request (most of the bytes a request
+// allocates).
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Get implements httputil.BufferPool.
+func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
+
+// Put implements httputil.BufferPool.
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		b = b[:cap(b)]
+		copyBufferPool.Put(&b)
 	}
 }
 
