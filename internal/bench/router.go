@@ -246,7 +246,7 @@ func startBerthUp(ctx context.Context, bin, dir, runID string) (*berthUp, error)
 	defer logf.Close()
 	b.cmd = exec.Command(bin, "up", "--data-dir", filepath.Join(dir, "data"), "--listen", api,
 		"--node-name", "berth-bench-"+runID, "--workload-label", benchLabel+"="+runID,
-		"--router-listen", router, "--no-native", "--log-level", "warn",
+		"--router-listen", router, "--no-native", "--no-dns", "--log-level", "warn",
 		"--port-range", fmt.Sprintf("%d-%d", lo, lo+99))
 	b.cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(dir, "config.json"))
 	b.cmd.Stdout, b.cmd.Stderr = logf, logf
@@ -310,6 +310,21 @@ routes: [{host: %s, path: /, port: http}]
 stopGracePeriod: 1s
 `, o.Image, o.Instances, benchHost)
 	start := time.Now()
+	// The agent registers the node shortly after the API answers; apply
+	// before that and the scheduler says "no nodes registered".
+	for {
+		if nodes, err := c.Nodes(ctx); err == nil && len(nodes) > 0 {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			return nil, errors.New("the private berth's node did not register within a minute")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if _, err := c.Apply(ctx, "", []byte(spec)); err != nil {
 		return nil, fmt.Errorf("apply the benchmark app: %w", err)
 	}
