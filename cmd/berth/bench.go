@@ -150,9 +150,9 @@ driver) with its router on a free loopback port, applies an app of
 --instances busybox httpd behind the route bench.test, and runs Debian's
 nginx as a reverse proxy to the same instances' host ports (upstream
 keepalive, HTTP/1.1, worker_processes auto). wrk loads each for --duration
-(the order alternates over --rounds); the medians of req/s, p50 and p99
-and the proxies' RSS are printed as a Markdown table. Everything started is
-stopped and removed, also on Ctrl-C. Needs nginx and wrk
+(the order alternates over --rounds); the medians of req/s, p50 and p99,
+each proxy's CPU time per request and its RSS are printed as a Markdown
+table. Everything started is stopped and removed, also on Ctrl-C. Needs nginx and wrk
 (scripts/bench-deps.sh) and the image from scripts/test-image.sh.`,
 		Example: "  berth bench router\n  berth bench router --duration 5s --connections 64 --rounds 2",
 		Args:    cobra.NoArgs,
