@@ -52,6 +52,9 @@ func TestNetworkIsolationAndRemove(t *testing.T) {
 	if err != nil || res.ExitCode != 0 || !strings.Contains(res.Output, att.IP.String()+"/") {
 		t.Fatalf("Exec ip addr = %+v %v, want %s", res, err, att.IP)
 	}
+	if st, err := d.Inspect(ctx(t), id); err != nil || st.IP != att.IP {
+		t.Errorf("Inspect IP = %v %v, want the attachment's %v", st.IP, err, att.IP)
+	}
 	if err := d.Remove(ctx(t), id); err != nil {
 		t.Fatal(err)
 	}
