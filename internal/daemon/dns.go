@@ -50,7 +50,7 @@ const dnsPort = "53"
 // gateway unless o.NoDocker, and on o.Listen. The gateway and docker0
 // addresses are optional: when their port 53 is taken (another berth on
 // this host) berth runs without them, with a warning. It returns nil when
-// DNS is off or nothing could be bound.
+// DNS is off or no optional address could be bound and o.Listen is empty.
 func startDNS(st store.Store, o DNSOptions, n NativeOptions, log *slog.Logger) (*nodeDNS, error) {
 	if o.Disabled {
 		return nil, nil
@@ -75,6 +75,11 @@ func startDNS(st store.Store, o DNSOptions, n NativeOptions, log *slog.Logger) (
 	}
 	srv, err := dns.New(dns.Options{Source: dns.NewStoreSource(st, log), Listen: o.Listen, Optional: optional,
 		Upstreams: o.Upstreams, Log: log})
+	if err != nil && len(o.Listen) == 0 {
+		// Only optional addresses, none free: run without node DNS.
+		log.Warn("node DNS not started: its addresses are taken; workloads use the host's resolvers", "err", err)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -156,6 +156,9 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, srv := range servers {
 		_ = srv.Shutdown()
 	}
+	// A server that had not started yet when Shutdown came (a quick
+	// cancel) starts on closed sockets and returns at once.
+	s.close()
 	wg.Wait()
 	return nil
 }
