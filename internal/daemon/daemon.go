@@ -135,6 +135,7 @@ func RunUp(ctx context.Context, o Options) error {
 	}
 	dockOpts := docker.Options{Node: o.NodeName}
 	if nodeDNS != nil {
+		defer nodeDNS.srv.Close() // on an early return; Run closes it too
 		o.Native.DNS = nodeDNS.native
 		if nodeDNS.docker.IsValid() {
 			dockOpts.DNS = []netip.Addr{nodeDNS.docker}

@@ -163,6 +163,10 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// Close releases the sockets of a server that will not Run (Run closes
+// them itself when it returns).
+func (s *Server) Close() { s.close() }
+
 func (s *Server) close() {
 	for _, sk := range s.socks {
 		_ = sk.pc.Close()
