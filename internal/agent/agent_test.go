@@ -116,6 +116,32 @@ func TestCrashLoopRestartsInPlaceWithBackoff(t *testing.T) {
 	}
 }
 
+// TestStatusRecordsAddress: the workload's address as the driver reports
+// it is the instance's status.ip while it runs, and cleared once stopped.
+func TestStatusRecordsAddress(t *testing.T) {
+	e := newEnv(t)
+	in := e.place("addr", []string{"run"}, nil)
+	defer e.runAgent()()
+	e.eventually("running with an address", func() bool {
+		s := e.instance(in).Status
+		return s.State == model.StateRunning && s.IP.IsValid()
+	})
+	st, err := e.drv.Inspect(context.Background(), e.instance(in).Status.ContainerID)
+	if err != nil || st.IP != e.instance(in).Status.IP {
+		t.Fatalf("status.ip %v, driver says %v (%v)", e.instance(in).Status.IP, st.IP, err)
+	}
+	if _, err := store.Update(context.Background(), e.store, in.Key(), func(i *model.Instance) error {
+		i.Desired = model.DesiredStop
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("stopped without an address", func() bool {
+		s := e.instance(in).Status
+		return s.State == model.StateStopped && !s.IP.IsValid()
+	})
+}
+
 func TestExitWithPolicyNeverStaysFailed(t *testing.T) {
 	e := newEnv(t)
 	in := e.place("once", []string{"exit", "7"}, &model.RestartPolicy{Policy: model.RestartNever})

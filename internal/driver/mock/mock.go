@@ -23,6 +23,7 @@ package mock
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"io"
 	"os"
 	"slices"
@@ -52,6 +53,17 @@ type Driver struct {
 
 // New makes a mock driver.
 func New(o Options) *Driver { return &Driver{opts: o, ws: map[string]*workload{}} }
+
+// mockBase is where workload addresses come from: 198.18.0.0/15, the
+// benchmarking range, so they are never mistaken for real ones.
+var mockBase = netip.MustParseAddr("198.18.0.0")
+
+// mockIP is the address of the seq'th workload.
+func mockIP(seq int) netip.Addr {
+	b := mockBase.As4()
+	b[2], b[3] = byte(seq>>8), byte(seq)
+	return netip.AddrFrom4(b)
+}
 
 // Name implements driver.Driver.
 func (d *Driver) Name() string { return "mock" }
@@ -84,7 +96,8 @@ func (d *Driver) Start(_ context.Context, t driver.Task) (string, error) {
 	if d.opts.Node != "" {
 		labels[driver.LabelNode] = d.opts.Node
 	}
-	w := &workload{id: id, instance: t.InstanceID, labels: labels, env: t.Env, steps: steps, logs: newLogBuffer()}
+	w := &workload{id: id, instance: t.InstanceID, labels: labels, env: t.Env, steps: steps, logs: newLogBuffer(),
+		ip: mockIP(d.seq)}
 	d.ws[id] = w
 	w.start()
 	return id, nil

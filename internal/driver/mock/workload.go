@@ -2,6 +2,7 @@ package mock
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/berth-dev/berth/internal/driver"
@@ -21,6 +22,8 @@ type workload struct {
 	env      map[string]string
 	steps    []step
 	logs     *logBuffer
+	// ip is the workload's made-up address (Status.IP).
+	ip netip.Addr
 
 	// Guarded by logs.mu, which serializes the whole workload.
 	running    bool
@@ -59,7 +62,7 @@ func (w *workload) status() driver.Status {
 	w.logs.mu.Lock()
 	defer w.logs.mu.Unlock()
 	st := driver.Status{ID: w.id, InstanceID: w.instance, Labels: w.labels, ExitCode: w.exitCode,
-		StartedAt: w.startedAt, FinishedAt: w.finishedAt, State: driver.StateExited}
+		StartedAt: w.startedAt, FinishedAt: w.finishedAt, State: driver.StateExited, IP: w.ip}
 	if w.running {
 		st.State = driver.StateRunning
 	}
