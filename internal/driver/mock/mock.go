@@ -23,8 +23,8 @@ package mock
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
