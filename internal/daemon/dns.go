@@ -63,7 +63,19 @@ func startDNS(st store.Store, o DNSOptions, n NativeOptions, log *slog.Logger) (
 			subnet = cni.DefaultSubnet
 		}
 		gw = subnet.Masked().Addr().Next()
-		optional = append(optional, net.JoinHostPort(gw.String(), dnsPort))
+		bridge := n.Bridge
+		if bridge == "" {
+			bridge = cni.DefaultBridgeName
+		}
+		if other := interfaceWith(gw); other != "" && other != bridge {
+			// Another network holds the gateway address (the node network
+			// will refuse the overlapping subnet too): not ours to serve.
+			log.Warn("node DNS not served on the node network: its gateway address belongs to another interface",
+				"addr", gw, "interface", other)
+			gw = netip.Addr{}
+		} else {
+			optional = append(optional, net.JoinHostPort(gw.String(), dnsPort))
+		}
 	}
 	if !o.NoDocker {
 		if dock = interfaceIPv4(DockerBridge); dock.IsValid() {
@@ -114,4 +126,24 @@ func interfaceIPv4(name string) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// interfaceWith is the name of the interface that has address a, or "".
+func interfaceWith(a netip.Addr) string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			if p, err := netip.ParsePrefix(ad.String()); err == nil && p.Addr() == a {
+				return ifc.Name
+			}
+		}
+	}
+	return ""
 }

@@ -54,3 +54,19 @@ func canceled() context.Context {
 	cancel()
 	return ctx
 }
+
+// TestStartDNSGatewayOfAnotherInterface: a subnet whose gateway address
+// another interface has (here lo's 127.0.0.1) is not served: those
+// queries are another network's.
+func TestStartDNSGatewayOfAnotherInterface(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d, err := startDNS(st, DNSOptions{NoDocker: true}, NativeOptions{Subnet: netip.MustParsePrefix("127.0.0.0/24")}, log)
+	if err != nil || d != nil {
+		t.Fatalf("startDNS = %v %v, want no node DNS", d, err)
+	}
+}
