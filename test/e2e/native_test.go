@@ -81,7 +81,12 @@ func TestOCIRuntimes(t *testing.T) {
 
 	// A node that offers only runc says so for an app that asks for crun.
 	only := startBerth(t, "--runtimes", "runc")
-	if nodes := only.mustCLI("nodes", "-o", "json"); !strings.Contains(nodes, `"runtimes": [`) || strings.Contains(nodes, `"crun"`) {
+	var nodes string
+	eventually(t, 30*time.Second, "the node registered with its runtimes", func() bool {
+		nodes = only.mustCLI("nodes", "-o", "json")
+		return strings.Contains(nodes, `"runtimes": [`)
+	})
+	if strings.Contains(nodes, `"crun"`) || !strings.Contains(nodes, `"runc"`) {
 		t.Fatalf("node advertises:\n%s", nodes)
 	}
 	app := "needs-crun-" + randHex(3)
