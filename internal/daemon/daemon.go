@@ -242,15 +242,7 @@ func RunUp(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		o.Ready(url, token)
 	}
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	_ = httpSrv.Shutdown(sctx)
-	wg.Wait()
+	err = waitThenShutdown(ctx, cancel, errc, httpSrv, &wg)
 	o.Log.Info("berth stopped; workloads keep running and are reattached at the next start")
 	return err
 }
@@ -304,4 +296,21 @@ func openSecrets(dataDir string, st store.Store) (*secrets.Service, error) {
 		return nil, err
 	}
 	return &secrets.Service{Store: st, Box: box}, nil
+}
+
+// waitThenShutdown blocks until ctx ends or a part reports an error on
+// errc, then cancels the rest, stops the API server (5s for requests in
+// flight) and waits for every loop to return. Workloads keep running.
+func waitThenShutdown(ctx context.Context, cancel context.CancelFunc, errc <-chan error, srv *http.Server, wg *sync.WaitGroup) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	wg.Wait()
+	return err
 }

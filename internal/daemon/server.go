@@ -134,15 +134,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if o.Ready != nil {
 		o.Ready(url, token)
 	}
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	_ = httpSrv.Shutdown(sctx)
-	wg.Wait()
+	err = waitThenShutdown(ctx, cancel, errc, httpSrv, &wg)
 	o.Log.Info("berth server stopped; agents keep their workloads running and reconnect")
 	return err
 }
