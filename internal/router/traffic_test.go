@@ -1,10 +1,8 @@
 package router
 
 import (
-	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/model"
@@ -99,27 +97,5 @@ func BenchmarkProxy(b *testing.B) {
 	putInstance(b, st, "bench", "b2", 1, hostPort(be2))
 	r := startRouter(b, st, Options{})
 	eventually(b, "routes", func() bool { return backendsOf(r, "bench.test", "/") == "b1,b2" })
-	tr := &http.Transport{MaxIdleConnsPerHost: 256}
-	b.Cleanup(tr.CloseIdleConnections)
-	c := &http.Client{Transport: tr}
-	url := "http://" + r.Addrs().HTTP + "/"
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req, _ := http.NewRequest(http.MethodGet, url, nil)
-			req.Host = "bench.test"
-			resp, err := c.Do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	loadThroughRouter(b, r, "bench.test")
 }
