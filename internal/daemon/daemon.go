@@ -117,18 +117,11 @@ func RunUp(ctx context.Context, o Options) error {
 		}
 		o.NodeName = host
 	}
-	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
-	}
-	st, err := bolt.Open(filepath.Join(o.DataDir, "berth.db"), bolt.Options{})
+	st, token, err := openStore(o.DataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	token, err := adminToken(o.DataDir)
-	if err != nil {
-		return err
-	}
 	nodeDNS, err := startDNS(st, o.DNS, o.Native, o.Log)
 	if err != nil {
 		return fmt.Errorf("node DNS: %w (use --dns-listen to pick other addresses, or --no-dns)", err)
@@ -245,6 +238,24 @@ func RunUp(ctx context.Context, o Options) error {
 	err = waitThenShutdown(ctx, cancel, errc, httpSrv, &wg)
 	o.Log.Info("berth stopped; workloads keep running and are reattached at the next start")
 	return err
+}
+
+// openStore creates dataDir if needed, opens the embedded store in it and
+// reads (or, at first start, makes) the admin token.
+func openStore(dataDir string) (*bolt.Store, string, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("data dir %s: %w", dataDir, err)
+	}
+	st, err := bolt.Open(filepath.Join(dataDir, "berth.db"), bolt.Options{})
+	if err != nil {
+		return nil, "", err
+	}
+	token, err := adminToken(dataDir)
+	if err != nil {
+		st.Close()
+		return nil, "", err
+	}
+	return st, token, nil
 }
 
 // adminToken reads DataDir/admin.token, creating it at first start.

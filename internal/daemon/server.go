@@ -22,7 +22,6 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
-	"github.com/berth-dev/berth/internal/store/bolt"
 )
 
 // ServerOptions configure `berth server`: API (TLS), controllers and the
@@ -62,18 +61,11 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if o.Listen == "" {
 		o.Listen = DefaultListen
 	}
-	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
-	}
-	st, err := bolt.Open(filepath.Join(o.DataDir, "berth.db"), bolt.Options{})
+	st, token, err := openStore(o.DataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	token, err := adminToken(o.DataDir)
-	if err != nil {
-		return err
-	}
 	pkiDir := filepath.Join(o.DataDir, "pki")
 	ca, err := pki.LoadOrCreateCA(pkiDir)
 	if err != nil {
