@@ -16,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/secrets"
 	"github.com/berth-dev/berth/internal/store/bolt"
 )
 
@@ -36,7 +37,12 @@ func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(New(Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour}))
+	box, err := secrets.NewBox(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(New(Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour,
+		Secrets: &secrets.Service{Store: st, Box: box}}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
 	srv.StartTLS()
 	t.Cleanup(func() { srv.Close(); st.Close() })

@@ -89,6 +89,7 @@ func (s *Server) routes() {
 	s.rolloutRoutes()
 	s.imageRoutes()
 	s.secretRoutes()
+	s.nodeSecretRoutes()
 	s.certRoutes()
 	s.clusterRoutes()
 	s.storeRoutes()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/docker"
 	"github.com/berth-dev/berth/internal/driver/mock"
@@ -106,6 +107,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go id.renewLoop(ctx, o.Log, st.Reconnect)
+	secretsOverAPI := client.NodeSecrets{C: client.NewNode(o.Server, id.tlsConfig())}
 	backoff := 500 * time.Millisecond
 	for {
 		// One attempt runs until ctx ends, or fails before it started
@@ -113,7 +115,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		actx, acancel := context.WithCancel(ctx)
 		ag := agent.New(agent.Options{Store: st, Drivers: drivers, NodeName: o.NodeName, Address: o.Address,
 			Labels: o.NodeLabels, WorkloadLabels: o.WorkloadLabels, PortRange: o.PortRange, Heartbeat: o.Heartbeat, SkipPortScan: o.Simulated,
-			Events: events.NewRecorder(st, o.Log), Log: o.Log, Version: o.Version})
+			Events: events.NewRecorder(st, o.Log), Log: o.Log, Version: o.Version, Secrets: secretsOverAPI})
 		err := ag.Run(actx)
 		acancel()
 		if ctx.Err() != nil {
