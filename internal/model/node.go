@@ -17,9 +17,12 @@ const (
 // Node is a host that runs instances. Its agent writes it at start and on
 // every heartbeat.
 type Node struct {
-	Name     string            `json:"name"`
-	Hostname string            `json:"hostname"`
-	Address  string            `json:"address,omitempty"`
+	Name     string `json:"name"`
+	Hostname string `json:"hostname"`
+	Address  string `json:"address,omitempty"`
+	// AgentAPI is host:port of the agent's own mTLS endpoint (berth agent
+	// only), where the server reads instance logs.
+	AgentAPI string            `json:"agentAPI,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	// Region and Zone locate the node; the agent takes them from its
 	// labels berth.region and berth.zone. Constraints, spread and
