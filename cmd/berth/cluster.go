@@ -117,6 +117,7 @@ with backoff and catches up.`,
 		"host ports assigned to instances come from this range (FROM-TO)")
 	f.StringToStringVar(&o.NodeLabels, "node-label", nil, "label of this node for constraints (key=value, repeatable)")
 	f.StringToStringVar(&o.WorkloadLabels, "workload-label", nil, "extra label put on every workload this node starts (key=value, repeatable)")
+	f.StringVar(&o.AgentListen, "agent-listen", daemon.DefaultAgentListen, "where this agent serves the server over mTLS (instance logs); off for nowhere")
 	f.BoolVar(&noNative, "no-native", false, "docker only: no image store, node network, driver oci or process")
 	f.BoolVar(&o.NoDocker, "no-docker", false, "leave the docker driver out")
 	f.BoolVar(&o.Native.NoNetwork, "no-node-network", false, "no node network: process instances share the host's network (no published ports)")

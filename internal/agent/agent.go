@@ -50,6 +50,9 @@ type Options struct {
 	// Secrets resolves an app's imagePullSecret; nil means this agent has
 	// no access to secrets and such apps fail to start with that message.
 	Secrets SecretSource
+	// AgentAPI is advertised in the node object: host:port of this
+	// agent's own endpoint (internal/agentapi); empty for none.
+	AgentAPI string
 }
 
 // SecretSource reads a secret's values.
@@ -328,7 +331,7 @@ func (a *Agent) register(ctx context.Context) error {
 	if len(names) == 0 {
 		return errors.New("no driver is available on this node (is the Docker Engine running and reachable?)")
 	}
-	node := model.Node{Name: a.o.NodeName, Hostname: fp.Hostname, Address: a.o.Address, Labels: a.o.Labels,
+	node := model.Node{Name: a.o.NodeName, Hostname: fp.Hostname, Address: a.o.Address, AgentAPI: a.o.AgentAPI, Labels: a.o.Labels,
 		Capacity: fp.Capacity, Drivers: names, Runtimes: runtimes, DefaultRuntime: defaultRuntime,
 		PortRange: a.o.PortRange, Status: model.NodeReady,
 		PortsInUse: a.portsInUse(),

@@ -48,6 +48,9 @@ type AgentOptions struct {
 	MockImages []string
 	// Heartbeat interval (default agent.DefaultHeartbeat).
 	Heartbeat time.Duration
+	// AgentListen is where the agent serves the server (logs); "off"
+	// for nowhere (default DefaultAgentListen).
+	AgentListen string
 	// Simulated marks one of many agents sharing a host (benchmarks):
 	// the host's listening ports are not scanned.
 	Simulated bool
@@ -108,6 +111,11 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	defer cancel()
 	go id.renewLoop(ctx, o.Log, st.Reconnect)
 	secretsOverAPI := client.NodeSecrets{C: client.NewNode(o.Server, id.tlsConfig())}
+	var current currentAgent
+	agentAPI, err := startAgentEndpoint(ctx, o.AgentListen, o.Address, o.NodeName, id, &current, o.Log)
+	if err != nil {
+		return err
+	}
 	backoff := 500 * time.Millisecond
 	for {
 		// One attempt runs until ctx ends, or fails before it started
@@ -115,7 +123,8 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		actx, acancel := context.WithCancel(ctx)
 		ag := agent.New(agent.Options{Store: st, Drivers: drivers, NodeName: o.NodeName, Address: o.Address,
 			Labels: o.NodeLabels, WorkloadLabels: o.WorkloadLabels, PortRange: o.PortRange, Heartbeat: o.Heartbeat, SkipPortScan: o.Simulated,
-			Events: events.NewRecorder(st, o.Log), Log: o.Log, Version: o.Version, Secrets: secretsOverAPI})
+			Events: events.NewRecorder(st, o.Log), Log: o.Log, Version: o.Version, Secrets: secretsOverAPI, AgentAPI: agentAPI})
+		current.p.Store(ag)
 		err := ag.Run(actx)
 		acancel()
 		if ctx.Err() != nil {

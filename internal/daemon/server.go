@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/agentapi"
 	"github.com/berth-dev/berth/internal/api"
 	"github.com/berth-dev/berth/internal/cliconfig"
 	"github.com/berth-dev/berth/internal/controller/deployment"
@@ -22,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/store"
 )
 
 // ServerOptions configure `berth server`: API (TLS), controllers and the
@@ -91,7 +93,12 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		ln.Close()
 		return err
 	}
-	srv := api.New(api.Options{Store: st, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore,
+	// Logs live on the nodes: read them from each agent's endpoint.
+	logs := &agentapi.Logs{CA: ca.Pool(), Certificate: cert, Node: func(ctx context.Context, name string) (model.Node, error) {
+		n, err := store.GetJSON[model.Node](ctx, st, model.NodeKey(name))
+		return n.Value, err
+	}}
+	srv := api.New(api.Options{Store: st, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore, Logs: logs,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	url := "https://" + urlHost(ln.Addr().String(), o.Advertise)
 
