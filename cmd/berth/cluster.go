@@ -131,6 +131,8 @@ with backoff and catches up.`,
 	f.StringSliceVar(&o.MockImages, "mock-driver-images", nil, "add the in-memory mock driver with these images (tests and simulations)")
 	f.DurationVar(&o.Heartbeat, "heartbeat", 0, "heartbeat interval (default 2s)")
 	_ = f.MarkHidden("mock-driver-images")
+	f.DurationVar(&o.ClockSkew, "clock-skew", 0, "shift this agent's clock (tests)")
 	_ = f.MarkHidden("heartbeat")
+	_ = f.MarkHidden("clock-skew")
 	return cmd
 }

@@ -50,6 +50,9 @@ type Options struct {
 	// Secrets resolves an app's imagePullSecret; nil means this agent has
 	// no access to secrets and such apps fail to start with that message.
 	Secrets SecretSource
+	// Now is the agent's clock (default time.Now); tests skew it to show
+	// that the server judges liveness by its own clock.
+	Now func() time.Time
 	// AgentAPI is advertised in the node object: host:port of this
 	// agent's own endpoint (internal/agentapi); empty for none.
 	AgentAPI string
@@ -79,6 +82,9 @@ type Agent struct {
 func New(o Options) *Agent {
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Heartbeat == 0 {
 		o.Heartbeat = DefaultHeartbeat
@@ -335,7 +341,7 @@ func (a *Agent) register(ctx context.Context) error {
 		Capacity: fp.Capacity, Drivers: names, Runtimes: runtimes, DefaultRuntime: defaultRuntime,
 		PortRange: a.o.PortRange, Status: model.NodeReady,
 		PortsInUse: a.portsInUse(),
-		Version:    a.o.Version, LastHeartbeat: time.Now()}
+		Version:    a.o.Version, LastHeartbeat: a.now()}
 	fp.Apply(&node)
 	key := model.NodeKey(node.Name)
 	cur, err := store.GetJSON[model.Node](ctx, a.o.Store, key)
@@ -371,7 +377,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 		inUse := a.portsInUse()
 		_, err := store.Update(ctx, a.o.Store, model.NodeKey(a.o.NodeName), func(n *model.Node) error {
-			n.LastHeartbeat = time.Now()
+			n.LastHeartbeat = a.now()
 			if n.Status != model.NodeDown { // the node controller lifts down
 				n.Status = model.NodeReady
 			}
@@ -420,3 +426,5 @@ func shortID(id string) string {
 	}
 	return id
 }
+
+func (a *Agent) now() time.Time { return a.o.Now() }

@@ -48,6 +48,9 @@ type AgentOptions struct {
 	MockImages []string
 	// Heartbeat interval (default agent.DefaultHeartbeat).
 	Heartbeat time.Duration
+	// ClockSkew shifts this agent's clock (heartbeat stamps, TLS) to
+	// test that skew between hosts does not mark healthy nodes down.
+	ClockSkew time.Duration
 	// AgentListen is where the agent serves the server (logs); "off"
 	// for nowhere (default DefaultAgentListen).
 	AgentListen string
@@ -76,6 +79,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
 	}
 	id, ok := loadIdentity(filepath.Join(o.DataDir, "agent"), o.NodeName, o.Server)
+	id.skew = o.ClockSkew
 	if !ok {
 		if o.JoinToken == "" {
 			return errors.New("this agent has not joined yet (or its certificate expired): pass --join-token from 'berth token create' on the server")
@@ -123,7 +127,8 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		actx, acancel := context.WithCancel(ctx)
 		ag := agent.New(agent.Options{Store: st, Drivers: drivers, NodeName: o.NodeName, Address: o.Address,
 			Labels: o.NodeLabels, WorkloadLabels: o.WorkloadLabels, PortRange: o.PortRange, Heartbeat: o.Heartbeat, SkipPortScan: o.Simulated,
-			Events: events.NewRecorder(st, o.Log), Log: o.Log, Version: o.Version, Secrets: secretsOverAPI, AgentAPI: agentAPI})
+			Events: events.NewRecorder(st, o.Log), Log: o.Log, Version: o.Version, Secrets: secretsOverAPI, AgentAPI: agentAPI,
+			Now: func() time.Time { return time.Now().Add(o.ClockSkew) }})
 		current.p.Store(ag)
 		err := ag.Run(actx)
 		acancel()

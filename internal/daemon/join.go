@@ -33,6 +33,8 @@ type identity struct {
 	// issued is when the current certificate was received (the server
 	// backdates NotBefore for clock skew, so that cannot tell).
 	issued atomic.Pointer[time.Time]
+	// skew shifts the agent's clock for TLS (tests: --clock-skew).
+	skew time.Duration
 }
 
 func (id *identity) paths() (ca, key, cert string) {
@@ -42,7 +44,7 @@ func (id *identity) paths() (ca, key, cert string) {
 // tlsConfig verifies the server against the CA and presents the current
 // client certificate.
 func (id *identity) tlsConfig() *tls.Config {
-	return &tls.Config{RootCAs: id.ca, MinVersion: tls.VersionTLS12,
+	return &tls.Config{RootCAs: id.ca, MinVersion: tls.VersionTLS12, Time: func() time.Time { return time.Now().Add(id.skew) },
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id.cert.Load(), nil }}
 }
 

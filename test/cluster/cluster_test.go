@@ -360,3 +360,38 @@ func TestAgentRenewsItsCertificate(t *testing.T) {
 		return c.node(h.name).LastHeartbeat.After(hb), "no heartbeat after renewal"
 	})
 }
+
+// Clock skew between hosts does not mark healthy nodes down: one agent's
+// clock runs 30 minutes behind, another's 2 hours ahead (their heartbeat
+// stamps and TLS checks use it); both stay ready past the down grace and
+// nothing is replaced.
+func TestClockSkewKeepsNodesReady(t *testing.T) {
+	c := newCluster(t, 0)
+	skews := []string{"-30m", "2h"}
+	token := c.token("1h")
+	for i, skew := range skews {
+		h := c.addHost(i)
+		c.startAgent(h, token, "--clock-skew", skew)
+	}
+	c.waitNodes(len(skews))
+	c.apply(fmt.Sprintf(mockSpec, "steady", 4))
+	before := c.waitRunning("steady", 4)
+	// Past unreachable (5s) and down (10s) several times over.
+	deadline := time.Now().Add(25 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, h := range c.agents {
+			if n := c.node(h.name); n.Status != model.NodeReady {
+				t.Fatalf("node %s with a skewed clock is %s", h.name, n.Status)
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	after := c.waitRunning("steady", 4)
+	for node, list := range before {
+		for i, in := range list {
+			if len(after[node]) <= i || after[node][i].ID != in.ID {
+				t.Fatalf("instances changed under clock skew: before %v, after %v", before, after)
+			}
+		}
+	}
+}

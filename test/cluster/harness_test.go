@@ -186,19 +186,7 @@ func newClusterWith(t *testing.T, n int, serverFlags []string, agentFlags ...str
 	c.ip("addr", "add", fmt.Sprintf("10.219.%d.1/24", c.subnet), "dev", c.bridge)
 	c.ip("link", "set", c.bridge, "up")
 	for i := 0; i < n; i++ {
-		h := &agentHost{name: fmt.Sprintf("berth-test-%s-n%d", c.id, i), netns: fmt.Sprintf("berth-test-%s-%d", c.id, i),
-			veth: fmt.Sprintf("berth-test-%s%d", c.id[:2], i), addr: fmt.Sprintf("10.219.%d.%d", c.subnet, 10+i),
-			dataDir: filepath.Join(c.dir, fmt.Sprintf("agent%d", i))}
-		c.agents = append(c.agents, h)
-		peer := fmt.Sprintf("berth-test-%sp%d", c.id[:2], i)
-		c.ip("netns", "add", h.netns)
-		c.ip("link", "add", h.veth, "type", "veth", "peer", "name", peer)
-		c.ip("link", "set", h.veth, "master", c.bridge, "up")
-		c.ip("link", "set", peer, "netns", h.netns)
-		c.ip("-n", h.netns, "link", "set", peer, "name", "eth0")
-		c.ip("-n", h.netns, "addr", "add", h.addr+"/24", "dev", "eth0")
-		c.ip("-n", h.netns, "link", "set", "eth0", "up")
-		c.ip("-n", h.netns, "link", "set", "lo", "up")
+		c.addHost(i)
 	}
 	c.startServer()
 	token := c.token("1h")
@@ -207,6 +195,26 @@ func newClusterWith(t *testing.T, n int, serverFlags []string, agentFlags ...str
 	}
 	c.waitNodes(n)
 	return c
+}
+
+// addHost makes agent host i: a network namespace with a veth on the
+// test bridge and address 10.219.<subnet>.<10+i>. Its agent is not started.
+func (c *cluster) addHost(i int) *agentHost {
+	c.t.Helper()
+	h := &agentHost{name: fmt.Sprintf("berth-test-%s-n%d", c.id, i), netns: fmt.Sprintf("berth-test-%s-%d", c.id, i),
+		veth: fmt.Sprintf("berth-test-%s%d", c.id[:2], i), addr: fmt.Sprintf("10.219.%d.%d", c.subnet, 10+i),
+		dataDir: filepath.Join(c.dir, fmt.Sprintf("agent%d", i))}
+	c.agents = append(c.agents, h)
+	peer := fmt.Sprintf("berth-test-%sp%d", c.id[:2], i)
+	c.ip("netns", "add", h.netns)
+	c.ip("link", "add", h.veth, "type", "veth", "peer", "name", peer)
+	c.ip("link", "set", h.veth, "master", c.bridge, "up")
+	c.ip("link", "set", peer, "netns", h.netns)
+	c.ip("-n", h.netns, "link", "set", peer, "name", "eth0")
+	c.ip("-n", h.netns, "addr", "add", h.addr+"/24", "dev", "eth0")
+	c.ip("-n", h.netns, "link", "set", "eth0", "up")
+	c.ip("-n", h.netns, "link", "set", "lo", "up")
+	return h
 }
 
 func (c *cluster) startServer() {
