@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Store key prefixes. Every object lives under one of these.
 const (
@@ -11,6 +14,9 @@ const (
 	PrefixPlacements = "/placements/"
 	PrefixEvents     = "/events/"
 	PrefixMeta       = "/meta/"
+	// PrefixSubnets holds node subnet allocations: /subnets/<a.b.c.d-n>
+	// → node name (the CIDR with "/" replaced by "-").
+	PrefixSubnets = "/subnets/"
 )
 
 // AppKey is where an app is stored.
@@ -43,3 +49,9 @@ func PlacementKey(node string) string { return PrefixPlacements + node }
 
 // EventKey is where an event is stored.
 func EventKey(seq int64) string { return fmt.Sprintf("%s%016d", PrefixEvents, seq) }
+
+// SubnetKey is where the allocation of node subnet cidr (e.g.
+// "10.90.3.0/24") is stored; its value is the holding node's name.
+func SubnetKey(cidr string) string {
+	return PrefixSubnets + strings.ReplaceAll(cidr, "/", "-")
+}

@@ -54,7 +54,15 @@ type Node struct {
 	Cordoned   bool   `json:"cordoned,omitempty"`
 	// Draining: an operator asked to move every instance off (berth node
 	// drain); the drain controller clears it once none is left.
-	Draining      bool      `json:"draining,omitempty"`
+	Draining bool `json:"draining,omitempty"`
+	// Subnet is the node's slice of the cluster CIDR (e.g. 10.90.3.0/24),
+	// allocated by the server when the node registers and held until
+	// berth node rm. Server-owned: an agent cannot change it. Split it
+	// with NativeSubnet and DockerSubnet (nodenet.go).
+	Subnet string `json:"subnet,omitempty"`
+	// VTEP is the node's overlay endpoint, written by its agent once the
+	// VXLAN device exists. Peers reach it at Address.
+	VTEP          *VTEP     `json:"vtep,omitempty"`
 	Version       string    `json:"version,omitempty"`
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
 }
