@@ -118,8 +118,13 @@ func TestJoinRenewAndRevoke(t *testing.T) {
 	if code, body := get(t, hc, srv.URL+"/v1/apps"); code != http.StatusForbidden {
 		t.Fatalf("admin endpoint with an agent certificate: %d %s", code, body)
 	}
-	if code, body := get(t, hc, srv.URL+"/v1/store/kv?key=/nodes/n2"); code != http.StatusForbidden {
+	// Other nodes are readable (the overlay needs their subnets and
+	// VTEPs); server-side keys are not.
+	if code, body := get(t, hc, srv.URL+"/v1/store/kv?key=/nodes/n2"); code != http.StatusNotFound {
 		t.Fatalf("another node with an agent certificate: %d %s", code, body)
+	}
+	if code, body := get(t, hc, srv.URL+"/v1/store/kv?key="+model.SubnetKey("10.90.0.0/24")); code != http.StatusForbidden {
+		t.Fatalf("subnet allocation with an agent certificate: %d %s", code, body)
 	}
 	// Another agent may not take the name.
 	if code, _, body, _ := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, "n1", nil); code != http.StatusConflict || !strings.Contains(body, "held by another agent") {

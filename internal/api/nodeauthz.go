@@ -14,7 +14,8 @@ import (
 )
 
 // nodeAuthz decides what one caller may do with the raw store. The admin
-// may do anything. An agent may read its own node object, the instances
+// may do anything. An agent may read node objects (its overlay needs its
+// peers' subnets, addresses and VTEPs), the instances
 // assigned to it and app revisions (their specs); it may write only its
 // node object (the server stamps the heartbeat with its own clock and
 // keeps operator fields), the Status of its instances, and events about
@@ -33,7 +34,7 @@ func (s *Server) authz(r *http.Request) nodeAuthz {
 func (z nodeAuthz) canRead(key string) string {
 	switch {
 	case z.admin,
-		key == model.NodeKey(z.node),
+		strings.HasPrefix(key, model.PrefixNodes),
 		strings.HasPrefix(key, model.PrefixInstances),
 		strings.HasPrefix(key, model.PrefixRevisions):
 		return ""
@@ -44,7 +45,7 @@ func (z nodeAuthz) canRead(key string) string {
 func (z nodeAuthz) canList(prefix string) string {
 	switch {
 	case z.admin,
-		prefix == model.NodeKey(z.node),
+		strings.HasPrefix(prefix, model.PrefixNodes),
 		strings.HasPrefix(prefix, model.PrefixInstances),
 		strings.HasPrefix(prefix, model.PrefixRevisions):
 		return ""
@@ -106,8 +107,9 @@ func (z nodeAuthz) checkTxn(ctx context.Context, t store.Txn) (store.Txn, int, s
 	return t, 0, ""
 }
 
-// nodePut keeps what operators and the node controller own (labels set
-// later, cordon, a down status) and stamps the heartbeat with the
+// nodePut keeps what operators and controllers own (cordon, a down
+// status, the subnet the server allocated), keeps the VTEP when the write
+// omits it (a re-register before the overlay is up), and stamps the heartbeat with the
 // server's clock, so a skewed agent clock cannot fake or lose liveness.
 func (z nodeAuthz) nodePut(ctx context.Context, value []byte) ([]byte, int, string, error) {
 	var n model.Node
@@ -120,12 +122,22 @@ func (z nodeAuthz) nodePut(ctx context.Context, value []byte) ([]byte, int, stri
 	cur, err := store.GetJSON[model.Node](ctx, z.s.opts.Store, model.NodeKey(z.node))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		n.Subnet = ""
 	case err != nil:
 		return nil, 0, "", err
 	default:
 		n.Cordoned = cur.Value.Cordoned
+		n.Subnet = cur.Value.Subnet
+		if n.VTEP == nil {
+			n.VTEP = cur.Value.VTEP
+		}
 		if cur.Value.Status == model.NodeDown {
 			n.Status = model.NodeDown // the node controller lifts it (hysteresis)
+		}
+	}
+	if n.VTEP != nil {
+		if err := n.VTEP.Validate(); err != nil {
+			return nil, http.StatusBadRequest, "node object: " + err.Error(), nil
 		}
 	}
 	n.LastHeartbeat = time.Now().UTC()

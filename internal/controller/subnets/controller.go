@@ -1,0 +1,154 @@
+package subnets
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/controller/loop"
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Options configure the controller.
+type Options struct {
+	Store store.Store
+	Pool  Pool
+	Log   *slog.Logger
+	// Resync is the longest time between passes (default 5s).
+	Resync time.Duration
+}
+
+// Controller allocates node subnets.
+type Controller struct{ o Options }
+
+// New makes the controller.
+func New(o Options) *Controller {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Controller{o: o}
+}
+
+// Run reconciles on every change of nodes or allocations until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	loop.Run(ctx, loop.Options{Name: "subnets", Store: c.o.Store, Log: c.o.Log, Resync: c.o.Resync,
+		Prefixes: []string{model.PrefixNodes, model.PrefixSubnets}}, c.Reconcile)
+}
+
+// allocation is one /subnets key.
+type allocation struct {
+	subnet netip.Prefix
+	node   string
+	modRev int64
+}
+
+// Reconcile gives every node without an allocation the first free subnet,
+// sets Node.Subnet to the node's allocation and releases allocations of
+// nodes that no longer exist. Every write is a compare-and-swap Txn, so
+// concurrent passes (or servers) never hand one subnet to two nodes.
+func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
+	allocs, err := c.allocations(ctx)
+	if err != nil {
+		return false, err
+	}
+	nodes, _, err := store.ListJSON[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	if err != nil {
+		return false, err
+	}
+	byNode := map[string]allocation{}
+	var used []netip.Prefix
+	for _, a := range allocs {
+		used = append(used, a.subnet)
+		if prev, ok := byNode[a.node]; !ok || a.modRev < prev.modRev {
+			byNode[a.node] = a // two for one node (should not happen): keep the older
+		}
+	}
+	again := false
+	exists := map[string]bool{}
+	for _, n := range nodes {
+		exists[n.Value.Name] = true
+		a, ok := byNode[n.Value.Name]
+		var t store.Txn
+		if ok {
+			if n.Value.Subnet == a.subnet.String() {
+				continue
+			}
+			t.Compares = []store.Compare{{Key: model.SubnetKey(a.subnet.String()), ModRev: a.modRev}}
+		} else {
+			s, err := c.o.Pool.Next(used)
+			if err != nil {
+				c.o.Log.Error("no subnet for node", "node", n.Value.Name, "err", err)
+				continue
+			}
+			used = append(used, s)
+			a = allocation{subnet: s, node: n.Value.Name}
+			t.Compares = []store.Compare{{Key: model.SubnetKey(s.String()), ModRev: 0}}
+			t.Ops = []store.Op{store.Put(model.SubnetKey(s.String()), []byte(n.Value.Name))}
+		}
+		node := n.Value
+		node.Subnet = a.subnet.String()
+		b, err := json.Marshal(node)
+		if err != nil {
+			return false, err
+		}
+		t.Compares = append(t.Compares, store.Compare{Key: model.NodeKey(node.Name), ModRev: n.ModRev})
+		t.Ops = append(t.Ops, store.Put(model.NodeKey(node.Name), b))
+		if err := c.txn(ctx, t); err != nil {
+			if !errors.Is(err, store.ErrConflict) {
+				return false, err
+			}
+			again = true
+		} else if len(t.Ops) == 2 {
+			c.o.Log.Info("node subnet allocated", "node", node.Name, "subnet", a.subnet)
+		}
+	}
+	for _, a := range allocs {
+		if exists[a.node] {
+			continue
+		}
+		// Released only while the node is still absent (it may register again).
+		err := c.txn(ctx, store.Txn{
+			Compares: []store.Compare{{Key: model.SubnetKey(a.subnet.String()), ModRev: a.modRev}, {Key: model.NodeKey(a.node), ModRev: 0}},
+			Ops:      []store.Op{store.Delete(model.SubnetKey(a.subnet.String()))}})
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			again = true
+		case err != nil:
+			return false, err
+		default:
+			c.o.Log.Info("node subnet released", "node", a.node, "subnet", a.subnet)
+		}
+	}
+	return again, nil
+}
+
+func (c *Controller) txn(ctx context.Context, t store.Txn) error {
+	_, err := c.o.Store.Txn(ctx, t)
+	return err
+}
+
+// allocations lists the /subnets keys, oldest first.
+func (c *Controller) allocations(ctx context.Context) ([]allocation, error) {
+	kvs, _, err := c.o.Store.List(ctx, model.PrefixSubnets)
+	if err != nil {
+		return nil, err
+	}
+	var out []allocation
+	for _, kv := range kvs {
+		cidr := strings.Replace(strings.TrimPrefix(kv.Key, model.PrefixSubnets), "-", "/", 1)
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			c.o.Log.Warn("ignoring malformed subnet allocation", "key", kv.Key)
+			continue
+		}
+		out = append(out, allocation{subnet: p, node: string(kv.Value), modRev: kv.ModRev})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].modRev < out[j].modRev })
+	return out, nil
+}

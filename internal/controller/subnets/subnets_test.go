@@ -1,0 +1,193 @@
+package subnets
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/bolt"
+)
+
+func TestParsePoolErrors(t *testing.T) {
+	for _, c := range []struct {
+		cidr string
+		size int
+		want string
+	}{
+		{"10.90.0.0", 24, "not a CIDR"},
+		{"fd00::/48", 64, "IPv4"},
+		{"10.90.1.0/16", 24, "host bits"},
+		{"10.0.0.0/4", 24, "shorter than /8"},
+		{"10.90.0.0/16", 12, "node subnet size 12"},
+		{"10.90.0.0/16", 30, "node subnet size 30"},
+	} {
+		_, err := ParsePool(c.cidr, c.size)
+		if err == nil || !contains(err.Error(), c.want) {
+			t.Errorf("ParsePool(%s, %d) = %v, want %q", c.cidr, c.size, err, c.want)
+		}
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestPoolNextSkipsUsedAndExhausts(t *testing.T) {
+	p, err := ParsePool("10.90.0.0/22", 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var used []netip.Prefix
+	want := []string{"10.90.0.0/24", "10.90.1.0/24", "10.90.2.0/24", "10.90.3.0/24"}
+	for _, w := range want {
+		s, err := p.Next(used)
+		if err != nil || s.String() != w {
+			t.Fatalf("Next = %s %v, want %s", s, err, w)
+		}
+		used = append(used, s)
+	}
+	if _, err := p.Next(used); err == nil || !contains(err.Error(), "exhausted") {
+		t.Fatalf("exhausted pool: err = %v", err)
+	}
+	// An allocation of another size (pool resized) blocks what it overlaps.
+	s, err := p.Next([]netip.Prefix{netip.MustParsePrefix("10.90.0.0/23")})
+	if err != nil || s.String() != "10.90.2.0/24" {
+		t.Fatalf("Next past a /23 = %s %v", s, err)
+	}
+}
+
+func openStore(t *testing.T) store.Store {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func putNode(t *testing.T, st store.Store, n model.Node) {
+	t.Helper()
+	if _, err := store.PutJSON(context.Background(), st, model.NodeKey(n.Name), n, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settle reconciles until a pass needs no retry (bounded).
+func settle(t *testing.T, c *Controller) {
+	t.Helper()
+	for range 20 {
+		again, err := c.Reconcile(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !again {
+			return
+		}
+	}
+	t.Fatal("reconcile did not settle in 20 passes")
+}
+
+func subnetsOf(t *testing.T, st store.Store) map[string]string {
+	t.Helper()
+	nodes, _, err := store.ListJSON[model.Node](context.Background(), st, model.PrefixNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, n := range nodes {
+		out[n.Value.Name] = n.Value.Subnet
+	}
+	return out
+}
+
+func TestControllerAllocatesKeepsAndReleases(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	pool, _ := ParsePool("10.90.0.0/23", 24)
+	c := New(Options{Store: st, Pool: pool})
+	putNode(t, st, model.Node{Name: "a"})
+	putNode(t, st, model.Node{Name: "b"})
+	putNode(t, st, model.Node{Name: "c"})
+	settle(t, c)
+	got := subnetsOf(t, st)
+	if got["a"] != "10.90.0.0/24" || got["b"] != "10.90.1.0/24" || got["c"] != "" {
+		t.Fatalf("subnets = %v (c: pool of two is exhausted)", got)
+	}
+	// The agent rewrites its node without the field (it is server-owned):
+	// the same subnet comes back.
+	if _, err := store.Update(ctx, st, model.NodeKey("a"), func(n *model.Node) error { n.Subnet = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, c)
+	if got := subnetsOf(t, st); got["a"] != "10.90.0.0/24" {
+		t.Fatalf("after restart a = %s", got["a"])
+	}
+	// node rm a: its subnet is released and goes to c.
+	if _, err := st.Txn(ctx, store.Txn{Ops: []store.Op{store.Delete(model.NodeKey("a"))}}); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, c)
+	settle(t, c)
+	got = subnetsOf(t, st)
+	if got["c"] != "10.90.0.0/24" || got["b"] != "10.90.1.0/24" {
+		t.Fatalf("after rm a: %v", got)
+	}
+	kvs, _, _ := st.List(ctx, model.PrefixSubnets)
+	if len(kvs) != 2 {
+		t.Fatalf("allocations = %d, want 2", len(kvs))
+	}
+}
+
+func TestConcurrentControllersNeverShareASubnet(t *testing.T) {
+	st := openStore(t)
+	pool, _ := ParsePool("10.90.0.0/16", 24)
+	const nodes = 30
+	var wg sync.WaitGroup
+	// Nodes register while two controllers (e.g. a restart overlap) race.
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := New(Options{Store: st, Pool: pool})
+			for i := range nodes {
+				if i%2 == w {
+					putNode(t, st, model.Node{Name: fmt.Sprintf("n%02d", i)})
+				}
+				if _, err := c.Reconcile(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	settle(t, New(Options{Store: st, Pool: pool}))
+	seen := map[string]string{}
+	for name, s := range subnetsOf(t, st) {
+		if s == "" {
+			t.Errorf("node %s has no subnet", name)
+		}
+		if other, dup := seen[s]; dup {
+			t.Errorf("subnet %s given to %s and %s", s, other, name)
+		}
+		seen[s] = name
+	}
+	kvs, _, _ := st.List(context.Background(), model.PrefixSubnets)
+	if len(kvs) != nodes {
+		t.Errorf("allocations = %d, want %d", len(kvs), nodes)
+	}
+}
