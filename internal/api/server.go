@@ -95,6 +95,7 @@ func (s *Server) routes() {
 	s.storeRoutes()
 	s.nodeRoutes()
 	s.endpointRoutes()
+	s.viewRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, model.APIError{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
