@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berth-dev/berth/internal/controller/nodes"
+	"github.com/berth-dev/berth/internal/controller/subnets"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/model"
 )
@@ -61,8 +63,16 @@ host work with no flags.`,
 	f.DurationVar(&o.Nodes.Grace, "node-down-after", nodes.DefaultGrace, "a node silent this long is down; its instances are replaced elsewhere")
 	f.DurationVar(&o.Nodes.RecoverAfter, "node-recover-after", nodes.DefaultRecoverAfter, "a down node must heartbeat steadily this long before it gets work again")
 	f.DurationVar(&o.ClientCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (renewed at 2/3)")
+	clusterNetworkFlags(f, &o.Network)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// clusterNetworkFlags adds the flags of the cluster CIDR node subnets
+// are allocated from (berth server, berth up).
+func clusterNetworkFlags(f *pflag.FlagSet, c *daemon.ClusterNetwork) {
+	f.StringVar(&c.CIDR, "cluster-cidr", subnets.DefaultClusterCIDR, "IPv4 range node subnets are allocated from (one per node, routed between nodes over the VXLAN overlay)")
+	f.IntVar(&c.SubnetSize, "node-subnet-size", subnets.DefaultSubnetSize, "prefix length of each node's subnet (first half: oci/process bridge, second half: docker network)")
 }
 
 func newAgent() *cobra.Command {
@@ -93,6 +103,10 @@ with backoff and catches up.`,
 				return err
 			}
 			o.Native.Disabled = noNative
+			o.Native.FromServer = true
+			if o.Native.OverlayPort < 1 || o.Native.OverlayPort > 65535 {
+				return fmt.Errorf("--vxlan-port must be 1-65535, got %d", o.Native.OverlayPort)
+			}
 			if subnet != "" {
 				if o.Native.Subnet, err = netip.ParsePrefix(subnet); err != nil || !o.Native.Subnet.Addr().Is4() {
 					return fmt.Errorf("--bridge-subnet must be an IPv4 CIDR like 10.89.0.0/24, got %q", subnet)
@@ -122,7 +136,9 @@ with backoff and catches up.`,
 	f.BoolVar(&o.NoDocker, "no-docker", false, "leave the docker driver out")
 	f.BoolVar(&o.Native.NoNetwork, "no-node-network", false, "no node network: process instances share the host's network (no published ports)")
 	f.StringVar(&o.Native.Bridge, "bridge", "", "node network bridge for oci and process instances (default berth0)")
-	f.StringVar(&subnet, "bridge-subnet", "", "IPv4 subnet of the node network (default 10.89.0.0/24)")
+	f.StringVar(&subnet, "bridge-subnet", "", "IPv4 subnet of the node network if the server allocates this node none within --subnet-wait (default 10.89.0.0/24); normally the bridge gets the first half of the node's subnet")
+	f.DurationVar(&o.Native.SubnetWait, "subnet-wait", daemon.DefaultSubnetWait, "how long to wait for the server to allocate this node's subnet before falling back to --bridge-subnet without the overlay")
+	f.IntVar(&o.Native.OverlayPort, "vxlan-port", model.OverlayPort, "UDP port of the VXLAN overlay between nodes (the same on every node)")
 	f.StringSliceVar(&o.Native.Runtimes, "runtimes", nil, "OCI runtimes to offer (runc, crun, runsc; default: every one installed)")
 	f.StringVar(&o.Native.DefaultRuntime, "default-runtime", "", "OCI runtime for oci apps that name none (default runc)")
 	f.StringVar(&o.Native.RegistryConfig, "registry-config", "", "docker config.json with registry credentials for image pulls")

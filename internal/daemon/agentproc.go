@@ -114,6 +114,10 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go id.renewLoop(ctx, o.Log, st.Reconnect)
+	if nat.lazy != nil {
+		nn := &nodeNet{st: st, node: o.NodeName, address: o.Address, nat: nat, opts: o.Native, log: o.Log}
+		go nn.run(ctx)
+	}
 	secretsOverAPI := client.NodeSecrets{C: client.NewNode(o.Server, id.tlsConfig())}
 	var current currentAgent
 	agentAPI, err := startAgentEndpoint(ctx, o.AgentListen, o.Address, o.NodeName, id, &current, o.Log)

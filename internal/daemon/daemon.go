@@ -27,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/internal/controller/drain"
 	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/controller/placement"
+	"github.com/berth-dev/berth/internal/controller/subnets"
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/docker"
 	"github.com/berth-dev/berth/internal/events"
@@ -66,6 +67,9 @@ type Options struct {
 	NodeLabels map[string]string
 	// DNS configures the node DNS server (<app>.<namespace>.berth).
 	DNS DNSOptions
+	// Network is where the node's subnet comes from; the node network
+	// uses its native half unless Native.Subnet is set.
+	Network ClusterNetwork
 }
 
 // RouterOptions are the edge router's listen addresses.
@@ -117,11 +121,22 @@ func RunUp(ctx context.Context, o Options) error {
 		}
 		o.NodeName = host
 	}
+	pool, err := o.Network.pool()
+	if err != nil {
+		return err
+	}
 	st, token, err := openStore(o.DataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	subnet, err := subnets.Reserve(ctx, st, pool, o.NodeName)
+	if err != nil {
+		return fmt.Errorf("node subnet: %w", err)
+	}
+	if !o.Native.Subnet.IsValid() {
+		o.Native.Subnet, _, _ = model.NativeSubnet(subnet.String())
+	}
 	nodeDNS, err := startDNS(st, o.DNS, o.Native, o.Log)
 	if err != nil {
 		return fmt.Errorf("node DNS: %w (use --dns-listen to pick other addresses, or --no-dns)", err)
@@ -198,6 +213,9 @@ func RunUp(ctx context.Context, o Options) error {
 	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() {
+		subnets.New(subnets.Options{Store: st, Pool: pool, Log: o.Log, Keep: []string{o.NodeName}}).Run(ctx)
+	})
 	goRun(func() { trimEvents(ctx, st, o.Log) })
 	goRun(func() { nat.gcImages(ctx, o.Native, o.Log) })
 	if nodeDNS != nil {

@@ -46,6 +46,16 @@ type NativeOptions struct {
 	// ImageGCInterval is how often the image store is collected (default
 	// 10m).
 	ImageGCInterval time.Duration
+	// FromServer (berth agent): the node network's subnet is the native
+	// half of the subnet the server allocates this node (Node.Subnet,
+	// model.NativeSubnet) and other nodes are reached over the VXLAN
+	// overlay. Subnet is used only when no allocation arrives within
+	// SubnetWait (default DefaultSubnetWait).
+	FromServer bool
+	SubnetWait time.Duration
+	// OverlayPort is the overlay's VXLAN UDP port (default
+	// model.OverlayPort); every node of a cluster must use the same.
+	OverlayPort int
 	// DNS is the node DNS server's address on the node network (its
 	// gateway); oci workloads use it as their name server. Invalid: the
 	// host's resolvers.
@@ -56,6 +66,10 @@ type NativeOptions struct {
 type native struct {
 	images  *image.Service
 	network *cni.Network
+	// lazy stands in for network until the node's subnet is known
+	// (FromServer); startNetwork fills it.
+	lazy    *lazyNet
+	netOpts cni.Options
 	oci     *oci.Driver
 	process *process.Driver
 }
@@ -69,17 +83,24 @@ func startNative(dataDir, node string, o NativeOptions, log *slog.Logger) (*nati
 		return n, nil
 	}
 	var err error
-	if !o.NoNetwork {
-		n.network, err = cni.New(cni.Options{StateDir: filepath.Join(dataDir, "network"), BridgeName: o.Bridge, Subnet: o.Subnet})
-		if err != nil {
-			log.Warn("node network unavailable: oci and process instances get no address and cannot publish ports", "err", err)
-			n.network = nil
-		}
-	}
+	n.netOpts = cni.Options{StateDir: filepath.Join(dataDir, "network"), BridgeName: o.Bridge}
 	var nodeNet network.Node
 	var dnsAddr netip.Addr
-	if n.network != nil {
-		nodeNet, dnsAddr = n.network, o.DNS
+	switch {
+	case o.NoNetwork:
+	case o.FromServer:
+		wait := o.SubnetWait
+		if wait <= 0 {
+			wait = DefaultSubnetWait
+		}
+		n.lazy = newLazyNet(wait + time.Minute)
+		nodeNet, dnsAddr = n.lazy, o.DNS
+	default:
+		if err := n.startNetwork(o.Subnet, 0); err != nil {
+			log.Warn("node network unavailable: oci and process instances get no address and cannot publish ports", "err", err)
+		} else {
+			nodeNet, dnsAddr = n.network, o.DNS
+		}
 	}
 	n.process = process.New(process.Options{StateDir: filepath.Join(dataDir, "process"), Node: node, Network: nodeNet})
 	n.images, err = image.Open(filepath.Join(dataDir, "images"), image.Options{
@@ -107,6 +128,26 @@ func startNative(dataDir, node string, o NativeOptions, log *slog.Logger) (*nati
 		return nil, fmt.Errorf("driver oci: %w", err)
 	}
 	return n, nil
+}
+
+// startNetwork starts the node network on subnet (invalid: the default)
+// with the bridge MTU mtu (0: the default route's) and hands it to the
+// drivers waiting on lazy. A failure is kept in lazy for their calls.
+func (n *native) startNetwork(subnet netip.Prefix, mtu int) error {
+	o := n.netOpts
+	o.Subnet, o.MTU = subnet, mtu
+	nw, err := cni.New(o)
+	if err != nil {
+		if n.lazy != nil {
+			n.lazy.fail(err)
+		}
+		return err
+	}
+	n.network = nw
+	if n.lazy != nil {
+		n.lazy.set(nw)
+	}
+	return nil
 }
 
 // drivers adds the native drivers to m.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/berth-dev/berth/internal/controller/drain"
 	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/controller/placement"
+	"github.com/berth-dev/berth/internal/controller/subnets"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
@@ -41,12 +43,42 @@ type ServerOptions struct {
 	WriteContext bool
 	// Nodes tunes node liveness (zero values: the nodes package defaults).
 	Nodes NodeTimings
+	// Network is where node subnets come from.
+	Network ClusterNetwork
 	// ClientCertTTL is the lifetime of agent certificates.
 	ClientCertTTL time.Duration
 	Version       string
 	Log           *slog.Logger
 	// Ready, if set, is called once the API is serving.
 	Ready func(url, token string)
+}
+
+// ClusterNetwork is the cluster CIDR node subnets are allocated from.
+type ClusterNetwork struct {
+	// CIDR defaults to subnets.DefaultClusterCIDR.
+	CIDR string
+	// SubnetSize is a node subnet's prefix length (default
+	// subnets.DefaultSubnetSize).
+	SubnetSize int
+}
+
+// pool checks the cluster network, naming the flags in errors.
+func (c ClusterNetwork) pool() (subnets.Pool, error) {
+	if c.CIDR == "" {
+		c.CIDR = subnets.DefaultClusterCIDR
+	}
+	if c.SubnetSize == 0 {
+		c.SubnetSize = subnets.DefaultSubnetSize
+	}
+	p, err := subnets.ParsePool(c.CIDR, c.SubnetSize)
+	if err != nil {
+		flag := "--cluster-cidr"
+		if strings.HasPrefix(err.Error(), "node subnet size") {
+			flag = "--node-subnet-size"
+		}
+		return p, fmt.Errorf("%s: %w", flag, err)
+	}
+	return p, nil
 }
 
 // NodeTimings are the node controller's thresholds.
@@ -62,6 +94,10 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	}
 	if o.Listen == "" {
 		o.Listen = DefaultListen
+	}
+	pool, err := o.Network.pool()
+	if err != nil {
+		return err
 	}
 	st, token, err := openStore(o.DataDir)
 	if err != nil {
@@ -117,6 +153,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 			UnreachableAfter: o.Nodes.UnreachableAfter, RecoverAfter: o.Nodes.RecoverAfter}).Run(ctx)
 	})
 	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { subnets.New(subnets.Options{Store: st, Pool: pool, Log: o.Log}).Run(ctx) })
 	goRun(func() { trimEvents(ctx, st, o.Log) })
 	goRun(func() {
 		if err := httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {

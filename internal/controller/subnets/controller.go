@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -22,6 +23,10 @@ type Options struct {
 	Log   *slog.Logger
 	// Resync is the longest time between passes (default 5s).
 	Resync time.Duration
+	// Keep names nodes whose allocation is kept even while their node
+	// object does not exist (berth up's own node, reserved before its
+	// agent registers).
+	Keep []string
 }
 
 // Controller allocates node subnets.
@@ -108,6 +113,9 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 			c.o.Log.Info("node subnet allocated", "node", node.Name, "subnet", a.subnet)
 		}
 	}
+	for _, k := range c.o.Keep {
+		exists[k] = true
+	}
 	for _, a := range allocs {
 		if exists[a.node] {
 			continue
@@ -151,4 +159,38 @@ func (c *Controller) allocations(ctx context.Context) ([]allocation, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].modRev < out[j].modRev })
 	return out, nil
+}
+
+// Reserve returns node's allocated subnet, allocating the first free one
+// of pool if it has none, without touching the node object (the
+// controller sets Node.Subnet once the node registers). berth up calls
+// it before its node network starts.
+func Reserve(ctx context.Context, st store.Store, pool Pool, node string) (netip.Prefix, error) {
+	c := New(Options{Store: st, Pool: pool})
+	for range 10 {
+		allocs, err := c.allocations(ctx)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		var used []netip.Prefix
+		for _, a := range allocs {
+			if a.node == node {
+				return a.subnet, nil
+			}
+			used = append(used, a.subnet)
+		}
+		s, err := pool.Next(used)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		err = c.txn(ctx, store.Txn{Compares: []store.Compare{{Key: model.SubnetKey(s.String()), ModRev: 0}},
+			Ops: []store.Op{store.Put(model.SubnetKey(s.String()), []byte(node))}})
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return netip.Prefix{}, err
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("reserve a subnet for node %s: too many conflicting allocations", node)
 }

@@ -191,3 +191,25 @@ func TestConcurrentControllersNeverShareASubnet(t *testing.T) {
 		t.Errorf("allocations = %d, want %d", len(kvs), nodes)
 	}
 }
+
+func TestReserveThenRegister(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	pool, _ := ParsePool("10.90.0.0/16", 24)
+	putNode(t, st, model.Node{Name: "other"})
+	c := New(Options{Store: st, Pool: pool, Keep: []string{"local"}})
+	settle(t, c)
+	s, err := Reserve(ctx, st, pool, "local")
+	if err != nil || s.String() != "10.90.1.0/24" {
+		t.Fatalf("Reserve = %s %v", s, err)
+	}
+	settle(t, c) // kept although node "local" is not registered yet
+	if again, err := Reserve(ctx, st, pool, "local"); err != nil || again != s {
+		t.Fatalf("second Reserve = %s %v", again, err)
+	}
+	putNode(t, st, model.Node{Name: "local"})
+	settle(t, c)
+	if got := subnetsOf(t, st); got["local"] != s.String() {
+		t.Fatalf("local node subnet = %q, want %s", got["local"], s)
+	}
+}
