@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -42,6 +43,10 @@ type Options struct {
 	// default (the host's resolv.conf). With DNS set, containers search
 	// "<namespace>.berth" and "berth".
 	DNS []netip.Addr
+	// Network, when set, is the berth-managed Docker network containers
+	// are attached to (created at the first start, see network.go);
+	// nil keeps Docker's default bridge.
+	Network *Network
 }
 
 // Driver implements driver.Driver on the Docker Engine.
@@ -49,6 +54,10 @@ type Driver struct {
 	c    *dockerclient.Client
 	node string
 	dns  []netip.Addr
+	net  *Network
+	// netMu guards netReady: the network is known to exist as wanted.
+	netMu    sync.Mutex
+	netReady bool
 }
 
 // defaultCaps is Docker's default capability set; everything else is
@@ -67,7 +76,10 @@ func New(o Options) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{c: c, node: o.Node, dns: o.DNS}, nil
+	if o.Network != nil && (!o.Network.Subnet.Addr().Is4() || !o.Network.Subnet.Contains(o.Network.Gateway)) {
+		return nil, fmt.Errorf("docker network %s: subnet %s must be IPv4 and hold gateway %s", o.Network.name(), o.Network.Subnet, o.Network.Gateway)
+	}
+	return &Driver{c: c, node: o.Node, dns: o.DNS, net: o.Network}, nil
 }
 
 // Close releases the client.
@@ -98,14 +110,7 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name := ContainerName(t.InstanceID)
-	created, err := d.c.ContainerCreate(ctx, cfg, hc, nil, nil, name)
-	if errdefs.IsConflict(err) {
-		// A leftover with our name (e.g. a crash between create and the
-		// status write): it is ours by name, so replace it.
-		_ = d.c.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
-		created, err = d.c.ContainerCreate(ctx, cfg, hc, nil, nil, name)
-	}
+	created, err := d.create(ctx, cfg, hc, ContainerName(t.InstanceID))
 	if err != nil {
 		return "", fmt.Errorf("create container: %s", engineMessage(err))
 	}
@@ -114,6 +119,34 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 		return "", fmt.Errorf("start container: %s", engineMessage(err))
 	}
 	return created.ID, nil
+}
+
+// create creates the container on the berth network (made first if
+// needed) or Docker's default bridge. A leftover with the same name (a
+// crash between create and the status write) is ours: it is replaced.
+func (d *Driver) create(ctx context.Context, cfg *container.Config, hc *container.HostConfig, name string) (container.CreateResponse, error) {
+	var nc *network.NetworkingConfig
+	if d.net != nil {
+		if err := d.ensureNetwork(ctx); err != nil {
+			return container.CreateResponse{}, err
+		}
+		hc.NetworkMode = container.NetworkMode(d.net.name())
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{d.net.name(): {}}}
+	}
+	created, err := d.c.ContainerCreate(ctx, cfg, hc, nc, nil, name)
+	if errdefs.IsConflict(err) {
+		_ = d.c.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
+		created, err = d.c.ContainerCreate(ctx, cfg, hc, nc, nil, name)
+	}
+	if d.net != nil && errdefs.IsNotFound(err) {
+		// The network was removed under us: make it again, once.
+		d.networkGone()
+		if err := d.ensureNetwork(ctx); err != nil {
+			return container.CreateResponse{}, err
+		}
+		created, err = d.c.ContainerCreate(ctx, cfg, hc, nc, nil, name)
+	}
+	return created, err
 }
 
 // ensureImage pulls the image if the engine does not have it, with auth
@@ -250,15 +283,23 @@ func (d *Driver) Inspect(ctx context.Context, id string) (driver.Status, error) 
 		st.FinishedAt = parseTime(c.State.FinishedAt)
 	}
 	if c.NetworkSettings != nil {
-		st.IP = containerIP(c.NetworkSettings.Networks)
+		st.IP = d.containerIP(c.NetworkSettings.Networks)
 	}
 	return st, nil
 }
 
-// containerIP is the container's address: the first IPv4 address of its
-// networks by name, else the first IPv6 one; invalid when it has none
-// (network mode host or none, or not running).
-func containerIP(nets map[string]*network.EndpointSettings) netip.Addr {
+// containerIP is the container's address: its IPv4 address on the berth
+// network, else the first IPv4 address of its networks by name, else the
+// first IPv6 one; invalid when it has none (network mode host or none, or
+// not running).
+func (d *Driver) containerIP(nets map[string]*network.EndpointSettings) netip.Addr {
+	if d.net != nil {
+		if ep := nets[d.net.name()]; ep != nil {
+			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
+				return a
+			}
+		}
+	}
 	names := make([]string, 0, len(nets))
 	for n := range nets {
 		names = append(names, n)
