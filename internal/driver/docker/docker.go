@@ -47,6 +47,11 @@ type Options struct {
 	// are attached to (created at the first start, see network.go);
 	// nil keeps Docker's default bridge.
 	Network *Network
+	// NetworkFrom, when set instead of Network, is asked for the network
+	// at the first start (an agent learns its node subnet from the
+	// server after it starts); it may block, and a nil network keeps
+	// Docker's default bridge. An error fails that start only.
+	NetworkFrom func(ctx context.Context) (*Network, error)
 }
 
 // Driver implements driver.Driver on the Docker Engine.
@@ -54,9 +59,11 @@ type Driver struct {
 	c    *dockerclient.Client
 	node string
 	dns  []netip.Addr
-	net  *Network
-	// netMu guards netReady: the network is known to exist as wanted.
+	// netMu guards net, netFrom and netReady (the network is known to
+	// exist as wanted).
 	netMu    sync.Mutex
+	net      *Network
+	netFrom  func(ctx context.Context) (*Network, error)
 	netReady bool
 }
 
@@ -79,7 +86,7 @@ func New(o Options) (*Driver, error) {
 	if o.Network != nil && (!o.Network.Subnet.Addr().Is4() || !o.Network.Subnet.Contains(o.Network.Gateway)) {
 		return nil, fmt.Errorf("docker network %s: subnet %s must be IPv4 and hold gateway %s", o.Network.name(), o.Network.Subnet, o.Network.Gateway)
 	}
-	return &Driver{c: c, node: o.Node, dns: o.DNS, net: o.Network}, nil
+	return &Driver{c: c, node: o.Node, dns: o.DNS, net: o.Network, netFrom: o.NetworkFrom}, nil
 }
 
 // Close releases the client.
@@ -110,7 +117,7 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	created, err := d.create(ctx, cfg, hc, ContainerName(t.InstanceID))
+	created, err := d.create(ctx, cfg, hc, ContainerName(t.InstanceID), t.Namespace)
 	if err != nil {
 		return "", fmt.Errorf("create container: %s", engineMessage(err))
 	}
@@ -124,24 +131,28 @@ func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
 // create creates the container on the berth network (made first if
 // needed) or Docker's default bridge. A leftover with the same name (a
 // crash between create and the status write) is ours: it is replaced.
-func (d *Driver) create(ctx context.Context, cfg *container.Config, hc *container.HostConfig, name string) (container.CreateResponse, error) {
+func (d *Driver) create(ctx context.Context, cfg *container.Config, hc *container.HostConfig, name, namespace string) (container.CreateResponse, error) {
 	var nc *network.NetworkingConfig
-	if d.net != nil {
-		if err := d.ensureNetwork(ctx); err != nil {
-			return container.CreateResponse{}, err
+	n, err := d.ensureNetwork(ctx)
+	if err != nil {
+		return container.CreateResponse{}, err
+	}
+	if n != nil {
+		hc.NetworkMode = container.NetworkMode(n.name())
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{n.name(): {}}}
+		if len(n.DNS) > 0 {
+			setDNS(hc, n.DNS, namespace)
 		}
-		hc.NetworkMode = container.NetworkMode(d.net.name())
-		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{d.net.name(): {}}}
 	}
 	created, err := d.c.ContainerCreate(ctx, cfg, hc, nc, nil, name)
 	if errdefs.IsConflict(err) {
 		_ = d.c.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
 		created, err = d.c.ContainerCreate(ctx, cfg, hc, nc, nil, name)
 	}
-	if d.net != nil && errdefs.IsNotFound(err) {
+	if n != nil && errdefs.IsNotFound(err) {
 		// The network was removed under us: make it again, once.
 		d.networkGone()
-		if err := d.ensureNetwork(ctx); err != nil {
+		if _, err := d.ensureNetwork(ctx); err != nil {
 			return container.CreateResponse{}, err
 		}
 		created, err = d.c.ContainerCreate(ctx, cfg, hc, nc, nil, name)
@@ -194,10 +205,7 @@ func (d *Driver) containerConfig(t driver.Task) (*container.Config, *container.H
 		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
 	}
 	if len(d.dns) > 0 {
-		for _, a := range d.dns {
-			hc.DNS = append(hc.DNS, a.String())
-		}
-		hc.DNSSearch = []string{t.Namespace + ".berth", "berth"}
+		setDNS(hc, d.dns, t.Namespace)
 	}
 	if t.MemoryBytes > 0 {
 		hc.MemorySwap = t.MemoryBytes // no swap beyond the limit
@@ -219,6 +227,16 @@ func (d *Driver) containerConfig(t driver.Task) (*container.Config, *container.H
 		hc.PortBindings[port] = append(hc.PortBindings[port], nat.PortBinding{HostIP: "0.0.0.0", HostPort: hp})
 	}
 	return cfg, hc, nil
+}
+
+// setDNS makes servers the container's name servers, searching the
+// namespace's and berth's zones.
+func setDNS(hc *container.HostConfig, servers []netip.Addr, namespace string) {
+	hc.DNS = hc.DNS[:0]
+	for _, a := range servers {
+		hc.DNS = append(hc.DNS, a.String())
+	}
+	hc.DNSSearch = []string{namespace + ".berth", "berth"}
 }
 
 // hostname is the instance ID cut to the 63 characters a hostname allows.
@@ -293,8 +311,8 @@ func (d *Driver) Inspect(ctx context.Context, id string) (driver.Status, error) 
 // first IPv6 one; invalid when it has none (network mode host or none, or
 // not running).
 func (d *Driver) containerIP(nets map[string]*network.EndpointSettings) netip.Addr {
-	if d.net != nil {
-		if ep := nets[d.net.name()]; ep != nil {
+	if n := d.network(); n != nil {
+		if ep := nets[n.name()]; ep != nil {
 			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
 				return a
 			}

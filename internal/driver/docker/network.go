@@ -27,6 +27,9 @@ type Network struct {
 	// Subnet and Gateway are the network's IPAM (IPv4).
 	Subnet  netip.Prefix
 	Gateway netip.Addr
+	// DNS are the name servers of containers on the network (node DNS on
+	// its gateway); empty: the Options' DNS.
+	DNS []netip.Addr
 	// Labels are added to the network's (berth.managed=1 always is).
 	Labels map[string]string
 }
@@ -48,16 +51,41 @@ func (n *Network) name() string {
 	return n.Name
 }
 
-// ensureNetwork creates the network unless it exists with the wanted
-// subnet and gateway. One that berth manages with another subnet is
-// recreated when no container uses it; anything else is a clear error.
-func (d *Driver) ensureNetwork(ctx context.Context) error {
+// network is the network containers are attached to, nil for Docker's
+// default bridge (or while NetworkFrom has not answered).
+func (d *Driver) network() *Network {
 	d.netMu.Lock()
 	defer d.netMu.Unlock()
-	if d.netReady {
-		return nil
+	return d.net
+}
+
+// ensureNetwork returns the network containers are attached to (nil:
+// Docker's default bridge), asking NetworkFrom first if needed, and
+// creates it unless it exists with the wanted subnet and gateway. One
+// that berth manages with another subnet is recreated when no container
+// uses it; anything else is a clear error.
+func (d *Driver) ensureNetwork(ctx context.Context) (*Network, error) {
+	d.netMu.Lock()
+	defer d.netMu.Unlock()
+	if d.netFrom != nil {
+		n, err := d.netFrom(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d.net, d.netFrom = n, nil
 	}
-	n := d.net
+	if d.net == nil || d.netReady {
+		return d.net, nil
+	}
+	if err := d.createNetwork(ctx, d.net); err != nil {
+		return nil, err
+	}
+	d.netReady = true
+	return d.net, nil
+}
+
+// createNetwork makes n exist as wanted (see ensureNetwork).
+func (d *Driver) createNetwork(ctx context.Context, n *Network) error {
 	name := n.name()
 	cur, err := d.c.NetworkInspect(ctx, name, network.InspectOptions{})
 	switch {
@@ -68,7 +96,6 @@ func (d *Driver) ensureNetwork(ctx context.Context) error {
 		return fmt.Errorf("docker network %s exists and is not berth's (no label %s=1); remove it or give berth another network name",
 			name, LabelNetworkManaged)
 	case sameIPAM(cur, n):
-		d.netReady = true
 		return nil
 	case len(cur.Containers) > 0:
 		return fmt.Errorf("docker network %s has subnet %s, the node's docker subnet is %s, and containers still use it (%s); stop them so berth can recreate it",
@@ -85,13 +112,12 @@ func (d *Driver) ensureNetwork(ctx context.Context) error {
 	_, err = d.c.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels,
 		IPAM: &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: n.Subnet.String(), Gateway: n.Gateway.String()}}}})
 	if err != nil {
-		if other := d.overlapping(ctx, n.Subnet); other != "" {
+		if other := d.overlapping(ctx, n); other != "" {
 			return fmt.Errorf("docker network %s (subnet %s) conflicts with docker network %s; remove it or give this node another subnet: %s",
 				name, n.Subnet, other, engineMessage(err))
 		}
 		return fmt.Errorf("create docker network %s (subnet %s): %s", name, n.Subnet, engineMessage(err))
 	}
-	d.netReady = true
 	return nil
 }
 
@@ -133,15 +159,15 @@ func containerNames(cur network.Inspect) string {
 }
 
 // overlapping is the name of another Docker network whose subnet
-// overlaps p, or "".
-func (d *Driver) overlapping(ctx context.Context, p netip.Prefix) string {
+// overlaps n's, or "".
+func (d *Driver) overlapping(ctx context.Context, n *Network) string {
 	nets, err := d.c.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
 		return ""
 	}
 	for _, o := range nets {
 		for _, c := range o.IPAM.Config {
-			if q, err := netip.ParsePrefix(c.Subnet); err == nil && q.Overlaps(p) && o.Name != d.net.name() {
+			if q, err := netip.ParsePrefix(c.Subnet); err == nil && q.Overlaps(n.Subnet) && o.Name != n.name() {
 				return o.Name
 			}
 		}

@@ -34,7 +34,8 @@ func testNetwork(t *testing.T, d *Driver) *Network {
 
 // withNetwork is a driver like d attached to network n.
 func withNetwork(d *Driver, n *Network) *Driver {
-	return &Driver{c: d.c, node: d.node, dns: []netip.Addr{n.Gateway}, net: n}
+	n.DNS = []netip.Addr{n.Gateway}
+	return &Driver{c: d.c, node: d.node, dns: d.dns, net: n}
 }
 
 // Everything the conformance suite checks holds on the berth network too,
@@ -66,7 +67,9 @@ func TestBerthNetworkAddressAndRecreate(t *testing.T) {
 		IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.216.250.0/24"}}}}); err != nil {
 		t.Fatal(err)
 	}
+	// The network comes from NetworkFrom, as on an agent.
 	d := withNetwork(base, n)
+	d.net, d.netFrom = nil, func(context.Context) (*Network, error) { return n, nil }
 	id, err := d.Start(ctx, driver.Task{InstanceID: "berth-test-net-" + n.Name[len("berth-test-"):], App: "net", Namespace: "shop",
 		Image: testImage, Command: []string{"sleep", "600"}, Labels: map[string]string{"berth.test": "1"}})
 	if err != nil {
@@ -92,7 +95,7 @@ func TestBerthNetworkAddressAndRecreate(t *testing.T) {
 	other := *n
 	other.Subnet, other.Gateway = netip.MustParsePrefix("10.216.251.128/25"), netip.MustParseAddr("10.216.251.129")
 	d2 := withNetwork(base, &other)
-	if err := d2.ensureNetwork(ctx); err == nil || !strings.Contains(err.Error(), "containers still use it") ||
+	if _, err := d2.ensureNetwork(ctx); err == nil || !strings.Contains(err.Error(), "containers still use it") ||
 		!strings.Contains(err.Error(), ContainerName("berth-test-net-"+n.Name[len("berth-test-"):])) {
 		t.Fatalf("subnet change while in use: %v", err)
 	}
@@ -109,7 +112,7 @@ func TestBerthNetworkConflicts(t *testing.T) {
 		Labels: map[string]string{"berth.test": "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := withNetwork(base, n).ensureNetwork(ctx); err == nil || !strings.Contains(err.Error(), "is not berth's") {
+	if _, err := withNetwork(base, n).ensureNetwork(ctx); err == nil || !strings.Contains(err.Error(), "is not berth's") {
 		t.Fatalf("foreign network of the same name: %v", err)
 	}
 	_ = base.c.NetworkRemove(ctx, n.Name)
@@ -120,7 +123,7 @@ func TestBerthNetworkConflicts(t *testing.T) {
 		IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: n.Subnet.String()}}}}); err != nil {
 		t.Fatal(err)
 	}
-	err := withNetwork(base, n).ensureNetwork(ctx)
+	_, err := withNetwork(base, n).ensureNetwork(ctx)
 	if err == nil || !strings.Contains(err.Error(), "conflicts with docker network "+squatter.Name) {
 		t.Fatalf("overlapping subnet: %v", err)
 	}
