@@ -145,6 +145,9 @@ type cluster struct {
 	agents  []*agentHost
 	// serverFlags are extra `berth server` flags.
 	serverFlags []string
+	// nodeNetwork: agents run the node network (CNI bridge, VXLAN
+	// overlay) instead of --no-node-network.
+	nodeNetwork bool
 }
 
 // agentHost is one simulated host: a netns with a veth to the bridge.
@@ -174,9 +177,16 @@ func newCluster(t *testing.T, n int, agentFlags ...string) *cluster {
 // newClusterWith is newCluster with extra `berth server` flags.
 func newClusterWith(t *testing.T, n int, serverFlags []string, agentFlags ...string) *cluster {
 	t.Helper()
+	return newClusterNet(t, n, false, serverFlags, agentFlags...)
+}
+
+// newClusterNet is newClusterWith whose agents run the node network if
+// nodeNetwork is set.
+func newClusterNet(t *testing.T, n int, nodeNetwork bool, serverFlags []string, agentFlags ...string) *cluster {
+	t.Helper()
 	b := make([]byte, 1)
 	_, _ = rand.Read(b)
-	c := &cluster{t: t, id: randHex(2), subnet: int(b[0]), dir: t.TempDir(), serverFlags: serverFlags}
+	c := &cluster{t: t, id: randHex(2), subnet: int(b[0]), dir: t.TempDir(), serverFlags: serverFlags, nodeNetwork: nodeNetwork}
 	c.bridge = "berth-test-" + c.id
 	c.config = filepath.Join(c.dir, "context.json")
 	c.srvData = filepath.Join(c.dir, "server")
@@ -185,6 +195,9 @@ func newClusterWith(t *testing.T, n int, serverFlags []string, agentFlags ...str
 	c.ip("link", "add", c.bridge, "type", "bridge")
 	c.ip("addr", "add", fmt.Sprintf("10.219.%d.1/24", c.subnet), "dev", c.bridge)
 	c.ip("link", "set", c.bridge, "up")
+	if nodeNetwork {
+		c.allowBridging()
+	}
 	for i := 0; i < n; i++ {
 		c.addHost(i)
 	}
@@ -195,6 +208,22 @@ func newClusterWith(t *testing.T, n int, serverFlags []string, agentFlags ...str
 	}
 	c.waitNodes(n)
 	return c
+}
+
+// forwardRule lets frames bridged between the agent hosts pass the
+// host's FORWARD chain (br_netfilter hands them to iptables, and Docker
+// sets its policy to DROP), so agents reach each other, not just the
+// server. Removed at teardown.
+func (c *cluster) forwardRule() []string {
+	return []string{"FORWARD", "-i", c.bridge, "-o", c.bridge, "-m", "comment", "--comment", "berth-test", "-j", "ACCEPT"}
+}
+
+func (c *cluster) allowBridging() {
+	c.t.Helper()
+	if out, err := exec.Command("iptables", append([]string{"-w", "-I"}, c.forwardRule()...)...).CombinedOutput(); err != nil {
+		c.t.Fatalf("iptables: %v: %s", err, out)
+	}
+	c.t.Cleanup(func() { _ = exec.Command("iptables", append([]string{"-w", "-D"}, c.forwardRule()...)...).Run() })
 }
 
 // addHost makes agent host i: a network namespace with a veth on the
@@ -258,8 +287,11 @@ func (c *cluster) token(ttl string) string {
 // driver. Both exec the binary, so the PID is the agent's.
 func (c *cluster) agentArgs(h *agentHost, token string, extra ...string) []string {
 	args := []string{"--net=/var/run/netns/" + h.netns, binary, "agent", "--server", c.url, "--data-dir", h.dataDir,
-		"--node-name", h.name, "--no-docker", "--no-node-network", "--mock-driver-images", "mock/img",
+		"--node-name", h.name, "--no-docker", "--mock-driver-images", "mock/img",
 		"--workload-label", "berth.test=1", "--log-level", "debug"}
+	if !c.nodeNetwork {
+		args = append(args, "--no-node-network")
+	}
 	if token != "" {
 		args = append(args, "--join-token", token)
 	}
@@ -366,6 +398,7 @@ func (c *cluster) teardown() {
 			c.t.Logf("agent %s output:\n%s", h.name, tail(h.proc.logs.String(), 60))
 		}
 		purgeProcesses(c.t, h.dataDir)
+		removeWorkloadNetNS(h.dataDir)
 	}
 	c.server.stop(syscall.SIGTERM)
 	if c.t.Failed() && c.server != nil {
@@ -392,6 +425,20 @@ func purgeProcesses(t *testing.T, dataDir string) {
 	for _, w := range list {
 		if err := d.Remove(ctx, w.ID); err != nil {
 			t.Errorf("cleanup: remove process workload %s: %v", w.ID, err)
+		}
+	}
+}
+
+// removeWorkloadNetNS deletes the workload network namespaces (pinned
+// in the host's /run/netns) an agent's node network left.
+func removeWorkloadNetNS(dataDir string) {
+	files, _ := filepath.Glob(filepath.Join(dataDir, "network", "attachments", "*.json"))
+	for _, f := range files {
+		var rec struct {
+			NetNS string `json:"netns"`
+		}
+		if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &rec) == nil && filepath.Dir(rec.NetNS) == "/run/netns" {
+			_ = exec.Command("ip", "netns", "del", filepath.Base(rec.NetNS)).Run()
 		}
 	}
 }
