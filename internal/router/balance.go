@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/router/table"
@@ -13,6 +14,10 @@ import (
 type upstream struct {
 	addr   string
 	active atomic.Int64 // requests and tcp connections in flight
+
+	idleMu sync.Mutex
+	idle   []*h1Conn // the lean client's idle connections, most recent last
+	gone   bool      // left the table: keep no idle connections
 }
 
 // balancer picks a backend among candidates. Round-robin counters are per
@@ -111,9 +116,24 @@ func (b *balancer) prune(t *table.Table) {
 			delete(b.rr, id)
 		}
 	}
-	for a := range b.ups {
+	for a, u := range b.ups {
 		if !addrs[a] {
 			delete(b.ups, a)
+			u.closeIdle(time.Time{}, true)
 		}
+	}
+}
+
+// closeIdle closes idle connections unused since before, of every
+// upstream (all of them, for good, with gone).
+func (b *balancer) closeIdle(before time.Time, gone bool) {
+	b.mu.RLock()
+	ups := make([]*upstream, 0, len(b.ups))
+	for _, u := range b.ups {
+		ups = append(ups, u)
+	}
+	b.mu.RUnlock()
+	for _, u := range ups {
+		u.closeIdle(before, gone)
 	}
 }

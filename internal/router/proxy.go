@@ -100,18 +100,22 @@ func (r *Router) newReverseProxy() http.Handler {
 			return c, nil
 		},
 		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   maxIdlePerUpstream,
+		IdleConnTimeout:       idleConnTimeout,
 		ResponseHeaderTimeout: 0, // long polls and streams are fine
 		ExpectContinueTimeout: time.Second,
+		// Pass Accept-Encoding through as the client sent it (like the
+		// lean client) instead of asking for gzip and decompressing.
+		DisableCompression: true,
 	}
+	r.upstreamTransport = base
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&url.URL{Scheme: "http", Host: "upstream.invalid"})
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport:     &retryTransport{r: r, base: base},
+		Transport:     &retryTransport{r: r, lean: newH1Client(r.o.DialTimeout), base: base},
 		BufferPool:    copyBuffers{},
 		FlushInterval: 0, // SSE and bodies of unknown length are flushed as written
 		ErrorHandler:  r.proxyError,
@@ -165,9 +169,11 @@ func (e *dialError) Error() string { return e.err.Error() }
 // Unwrap returns the dial error.
 func (e *dialError) Unwrap() error { return e.err }
 
-// retryTransport picks the upstream for each try.
+// retryTransport picks the upstream for each try and sends replayable
+// requests through the lean client, the others through base.
 type retryTransport struct {
 	r    *Router
+	lean *h1Client
 	base *http.Transport
 }
 
@@ -187,7 +193,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Host = be.Addr
 		out.URL = &u
 		up.active.Add(1)
-		resp, err := t.base.RoundTrip(&out)
+		var resp *http.Response
+		var err error
+		if leanEligible(&out) {
+			resp, err = t.lean.roundTrip(up, &out)
+		} else {
+			resp, err = t.base.RoundTrip(&out)
+		}
 		if err == nil {
 			a.upgraded = resp.StatusCode == http.StatusSwitchingProtocols
 			resp.Body = trackBody(resp.Body, func() { up.active.Add(-1) })

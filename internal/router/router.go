@@ -77,8 +77,11 @@ type Router struct {
 	bal     *balancer
 	metrics *metrics
 	proxy   http.Handler
-	randMu  sync.Mutex
-	access  *accessLog
+	// upstreamTransport carries what the lean client does not (request
+	// bodies, WebSocket).
+	upstreamTransport *http.Transport
+	randMu            sync.Mutex
+	access            *accessLog
 
 	httpLn, tlsLn, metricsLn net.Listener
 	tcp                      *tcpListeners
@@ -210,6 +213,11 @@ func (r *Router) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		r.closeIdleEvery(ctx, idleConnTimeout/3)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		first := true
 		for s := range snaps {
 			r.install(table.Build(s))
@@ -232,7 +240,24 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	r.tcp.wait()
+	r.bal.closeIdle(time.Time{}, true)
+	r.upstreamTransport.CloseIdleConnections()
 	return err
+}
+
+// closeIdleEvery closes upstream connections idle for idleConnTimeout,
+// every period until ctx ends.
+func (r *Router) closeIdleEvery(ctx context.Context, period time.Duration) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			r.bal.closeIdle(now.Add(-idleConnTimeout), false)
+		}
+	}
 }
 
 // install swaps in a new table and reconciles what depends on it.
