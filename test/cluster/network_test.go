@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -8,10 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
 )
 
 // webSpec serves DIR with busybox httpd, one instance per node; its CGI
@@ -161,5 +164,49 @@ func TestOverlayCrossHost(t *testing.T) {
 		ip := by[b.name][0].Status.IP
 		out, err := inNetNS(nsA, 3, "wget", "-q", "-O", "-", fmt.Sprintf("http://%s:8080/", ip))
 		return err == nil && strings.Contains(out, "hello from berth"), fmt.Sprintf("HTTP to %s after heal: %v %s", ip, err, out)
+	})
+
+	// The subnet is server-owned: B's agent cannot change it; a VTEP
+	// peers could not use is refused.
+	ctx := context.Background()
+	sB := agentStore(t, c, b)
+	if _, err := store.Update(ctx, sB, model.NodeKey(b.name), func(n *model.Node) error { n.Subnet = "10.93.200.0/24"; return nil }); err != nil {
+		t.Fatalf("B writing its node: %v", err)
+	}
+	if got := c.node(b.name).Subnet; got != sb.String() {
+		t.Fatalf("B changed its subnet to %s", got)
+	}
+	if _, err := store.Update(ctx, sB, model.NodeKey(b.name), func(n *model.Node) error { n.VTEP = &model.VTEP{MAC: "nope"}; return nil }); err == nil ||
+		!strings.Contains(err.Error(), "vtep.mac") {
+		t.Fatalf("B writing a bad VTEP: %v, want an error naming vtep.mac", err)
+	}
+
+	// B's agent restarts: same subnet, same VTEP, traffic flows again.
+	mac := c.node(b.name).VTEP.MAC
+	b.proc.stop(syscall.SIGTERM)
+	c.startAgent(b, "")
+	c.eventually(60*time.Second, func() (bool, string) {
+		n := c.node(b.name)
+		if n.Subnet != sb.String() || n.VTEP == nil || n.VTEP.MAC != mac {
+			return false, fmt.Sprintf("after restart: subnet %s vtep %+v, want %s %s", n.Subnet, n.VTEP, sb, mac)
+		}
+		by, _ := c.running("web")
+		if len(by[b.name]) != 1 {
+			return false, "instance on B not running"
+		}
+		out, err := get(fmt.Sprintf("http://%s:8080/", by[b.name][0].Status.IP))
+		return err == nil && strings.Contains(out, "hello from berth"), fmt.Sprintf("HTTP after B restarted: %v %s", err, out)
+	})
+
+	// berth node rm B: its subnet is released and A drops its routes.
+	b.proc.stop(syscall.SIGKILL)
+	if err := c.c.RemoveNode(ctx, b.name); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(30*time.Second, func() (bool, string) {
+		routes, _ := exec.Command("ip", "-n", a.netns, "route", "show", "dev", "berth-vx0").CombinedOutput()
+		kvs, _, err := c.adminStore(t).List(ctx, model.SubnetKey(sb.String()))
+		return err == nil && len(kvs) == 0 && !strings.Contains(string(routes), sb.String()),
+			fmt.Sprintf("allocation %d (%v), A's overlay routes: %s", len(kvs), err, routes)
 	})
 }
