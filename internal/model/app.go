@@ -91,6 +91,13 @@ type AppSpec struct {
 	// (default), blueGreen or canary (see rollout.go, docs/releases.md).
 	// Like Routes and Instances it is not part of the template.
 	Rollout *RolloutSpec `json:"rollout,omitempty"`
+	// Network is the isolation network of the app's instances (DNS label);
+	// empty means the namespace's name. Traffic between networks is
+	// dropped (see network.go, docs/network.md). Part of the template.
+	Network string `json:"network,omitempty"`
+	// AllowFrom lets other networks or apps reach this app's instances.
+	// Policy only: not part of the template.
+	AllowFrom []NetworkPeer `json:"allowFrom,omitempty"`
 }
 
 // Resources are per-instance requests.

@@ -133,13 +133,14 @@ type RolloutView struct {
 }
 
 // WithTemplate returns the spec of revision tmpl applied to the app of s:
-// the template fields come from tmpl; instances, routes and rollout
-// settings (not part of the template) stay as in s.
+// the template fields come from tmpl; instances, routes, rollout settings
+// and allowFrom (not part of the template) stay as in s.
 func (s AppSpec) WithTemplate(tmpl AppSpec) AppSpec {
 	out := tmpl
 	out.Instances = s.Instances
 	out.Routes = s.Routes
 	out.Rollout = s.Rollout
+	out.AllowFrom = s.AllowFrom
 	return out
 }
 

@@ -123,6 +123,7 @@ func (s *AppSpec) Normalize() {
 		s.Strategy = StrategySpread
 	}
 	s.normalizeJob()
+	s.normalizeNetwork()
 	if s.StopGracePeriod.Duration == 0 {
 		s.StopGracePeriod = D(DefaultStopGracePeriod)
 	}
@@ -193,11 +194,11 @@ func (s *AppSpec) Normalize() {
 	}
 }
 
-// TemplateHash hashes everything but Instances, Routes and Rollout (what
-// runs, not how it is reached or replaced); equal hashes mean an identical
-// template, so no new revision is needed.
+// TemplateHash hashes everything but Instances, Routes, Rollout and
+// AllowFrom (what runs, not how it is reached or replaced); equal hashes
+// mean an identical template, so no new revision is needed.
 func TemplateHash(s AppSpec) string {
-	s.Instances, s.Routes, s.Rollout = nil, nil, nil
+	s.Instances, s.Routes, s.Rollout, s.AllowFrom = nil, nil, nil, nil
 	b, err := json.Marshal(s)
 	if err != nil {
 		panic(errors.New("model: spec does not marshal: " + err.Error()))

@@ -40,6 +40,7 @@ func (s *AppSpec) Validate() *ValidationError {
 	}
 	v.env(s.Env)
 	v.bind(s)
+	v.network(s)
 	if s.Instances != nil {
 		switch n := *s.Instances; {
 		case n < 0:
