@@ -132,8 +132,12 @@ func TestOverlayCrossHost(t *testing.T) {
 	if err != nil || from.Unmap() != ips[a.name] {
 		t.Fatalf("B saw the request from %q (err %v), want %s (source kept)", strings.TrimSpace(out), err, ips[a.name])
 	}
-	if mtu := nodes[a.name].VTEP.MTU; mtu <= 0 || mtu > 1450 {
-		t.Errorf("VTEP MTU %d, want underlay MTU - 50", mtu)
+	// The bridge fits the overlay: underlay (veth, 1500) - 50.
+	if mtu := nodes[a.name].VTEP.MTU; mtu != 1450 {
+		t.Errorf("VTEP MTU %d, want 1450 (underlay MTU - 50)", mtu)
+	}
+	if out, err := exec.Command("ip", "-n", a.netns, "link", "show", "berth0").CombinedOutput(); err != nil || !strings.Contains(string(out), "mtu 1450 ") {
+		t.Errorf("bridge MTU, want 1450: %v %s", err, out)
 	}
 
 	// Peer loss: B's link goes down. A serves locally, keeps its route.
