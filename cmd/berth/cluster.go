@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/controller/subnets"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/driver/docker"
 	"github.com/berth-dev/berth/internal/model"
 )
 
@@ -73,6 +74,15 @@ host work with no flags.`,
 func clusterNetworkFlags(f *pflag.FlagSet, c *daemon.ClusterNetwork) {
 	f.StringVar(&c.CIDR, "cluster-cidr", subnets.DefaultClusterCIDR, "IPv4 range node subnets are allocated from (one per node, routed between nodes over the VXLAN overlay)")
 	f.IntVar(&c.SubnetSize, "node-subnet-size", subnets.DefaultSubnetSize, "prefix length of each node's subnet (first half: oci/process bridge, second half: docker network)")
+}
+
+// nodeDNSFlags adds the node DNS and berth Docker network flags (berth
+// up, berth agent).
+func nodeDNSFlags(f *pflag.FlagSet, d *daemon.DNSOptions, dockerNetwork *string) {
+	f.StringSliceVar(&d.Listen, "dns-listen", nil, "more addresses for node DNS (e.g. 127.0.0.1:5353 for the host); it always serves on the node network's and the berth Docker network's gateways, port 53")
+	f.BoolVar(&d.Disabled, "no-dns", false, "no node DNS: workloads use the host's resolvers and cannot resolve <app>.<namespace>.berth")
+	f.StringSliceVar(&d.Upstreams, "dns-upstream", nil, "resolvers for names outside berth, host:port (default: the name servers of /etc/resolv.conf)")
+	f.StringVar(dockerNetwork, "docker-network", docker.DefaultNetworkName, "name of the berth-managed Docker network docker containers join (the second half of the node's subnet)")
 }
 
 func newAgent() *cobra.Command {
@@ -134,6 +144,7 @@ with backoff and catches up.`,
 	f.StringVar(&o.AgentListen, "agent-listen", daemon.DefaultAgentListen, "where this agent serves the server over mTLS (instance logs); off for nowhere")
 	f.BoolVar(&noNative, "no-native", false, "docker only: no image store, node network, driver oci or process")
 	f.BoolVar(&o.NoDocker, "no-docker", false, "leave the docker driver out")
+	nodeDNSFlags(f, &o.DNS, &o.DockerNetwork)
 	f.BoolVar(&o.Native.NoNetwork, "no-node-network", false, "no node network: process instances share the host's network (no published ports)")
 	f.StringVar(&o.Native.Bridge, "bridge", "", "node network bridge for oci and process instances (default berth0)")
 	f.StringVar(&subnet, "bridge-subnet", "", "IPv4 subnet of the node network if the server allocates this node none within --subnet-wait (default 10.89.0.0/24); normally the bridge gets the first half of the node's subnet")

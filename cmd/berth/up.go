@@ -95,10 +95,8 @@ starting it again reattaches to them without restarting any.`,
 	f.StringVar(&o.Native.RegistryConfig, "registry-config", "", "docker config.json with registry credentials for image pulls")
 	f.StringVar(&imageMax, "image-store-max", "", "evict least recently used unused images past this size (e.g. 20Gi); unreferenced layers are always collected")
 	f.DurationVar(&o.Native.ImageGCInterval, "image-gc-interval", 10*time.Minute, "how often the image store is collected")
-	f.StringSliceVar(&o.DNS.Listen, "dns-listen", nil, "more addresses for node DNS (e.g. 127.0.0.1:5353 for the host); it always serves on the node network's gateway, port 53")
-	f.BoolVar(&o.DNS.Disabled, "no-dns", false, "no node DNS: workloads use the host's resolvers and cannot resolve <app>.<namespace>.berth")
-	f.BoolVar(&o.DNS.NoDocker, "no-dns-docker", false, "do not serve node DNS on the docker0 gateway (docker containers keep the engine's default DNS)")
-	f.StringSliceVar(&o.DNS.Upstreams, "dns-upstream", nil, "resolvers for names outside berth, host:port (default: the name servers of /etc/resolv.conf)")
+	nodeDNSFlags(f, &o.DNS, &o.DockerNetwork)
+	f.BoolVar(&o.DNS.NoDocker, "no-dns-docker", false, "do not serve node DNS on the docker0 gateway when there is no berth Docker network (docker containers keep the engine's default DNS)")
 	f.StringSliceVar(&o.Native.InsecureRegistries, "insecure-registry", nil, "registry host[:port] spoken to over plain HTTP (loopback always is)")
 	return cmd
 }

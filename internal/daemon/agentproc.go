@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/agent"
 	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/clusterview"
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/docker"
 	"github.com/berth-dev/berth/internal/driver/mock"
@@ -43,6 +44,11 @@ type AgentOptions struct {
 	Native         NativeOptions
 	// NoDocker leaves the docker driver out.
 	NoDocker bool
+	// DockerNetwork names the berth Docker network (default
+	// docker.DefaultNetworkName) on the docker half of the node subnet.
+	DockerNetwork string
+	// DNS configures node DNS, served from the server's cluster view.
+	DNS DNSOptions
 	// MockImages, when set, adds the mock driver with these images (for
 	// tests and simulations; workloads live in the agent's memory).
 	MockImages []string
@@ -93,8 +99,12 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		o.Address = localAddrTowards(o.Server)
 	}
 	drivers := map[string]driver.Driver{}
+	an := newAgentNet()
+	if !o.DNS.Disabled && !o.Native.NoNetwork {
+		o.Native.DNSFrom = an.nodeDNS
+	}
 	if !o.NoDocker {
-		if dock, err := docker.New(docker.Options{Node: o.NodeName}); err == nil {
+		if dock, err := docker.New(docker.Options{Node: o.NodeName, NetworkFrom: an.dockerNetwork}); err == nil {
 			drivers["docker"] = dock
 		} else {
 			o.Log.Warn("docker driver unavailable", "err", err)
@@ -118,6 +128,8 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		nn := &nodeNet{st: st, node: o.NodeName, address: o.Address, nat: nat, opts: o.Native, log: o.Log}
 		go nn.run(ctx)
 	}
+	go an.run(ctx, agentNetOptions{Store: st, Source: clusterview.New(clusterview.Options{Server: o.Server, TLS: id.tlsConfig(), Log: o.Log}),
+		Node: o.NodeName, DNS: o.DNS, Native: o.Native, DockerNetwork: o.DockerNetwork, NoDocker: o.NoDocker, Log: o.Log})
 	secretsOverAPI := client.NodeSecrets{C: client.NewNode(o.Server, id.tlsConfig())}
 	var current currentAgent
 	agentAPI, err := startAgentEndpoint(ctx, o.AgentListen, o.Address, o.NodeName, id, &current, o.Log)

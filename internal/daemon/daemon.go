@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/internal/driver/docker"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/network/dns"
 	"github.com/berth-dev/berth/internal/router"
 	"github.com/berth-dev/berth/internal/secrets"
 	"github.com/berth-dev/berth/internal/store"
@@ -67,6 +67,9 @@ type Options struct {
 	NodeLabels map[string]string
 	// DNS configures the node DNS server (<app>.<namespace>.berth).
 	DNS DNSOptions
+	// DockerNetwork names the berth Docker network docker containers use
+	// (the docker half of the node subnet; default docker.DefaultNetworkName).
+	DockerNetwork string
 	// Network is where the node's subnet comes from; the node network
 	// uses its native half unless Native.Subnet is set.
 	Network ClusterNetwork
@@ -137,17 +140,19 @@ func RunUp(ctx context.Context, o Options) error {
 	if !o.Native.Subnet.IsValid() {
 		o.Native.Subnet, _, _ = model.NativeSubnet(subnet.String())
 	}
-	nodeDNS, err := startDNS(st, o.DNS, o.Native, o.Log)
+	dockNet, err := docker.NetworkFor(o.DockerNetwork, subnet.String())
+	if err != nil {
+		return fmt.Errorf("docker network: %w", err)
+	}
+	nodeDNS, err := startDNS(dns.NewStoreSource(st, o.Log), o.DNS, nodeGateways(o.DNS, o.Native, dockNet, o.Log), o.Log)
 	if err != nil {
 		return fmt.Errorf("node DNS: %w (use --dns-listen to pick other addresses, or --no-dns)", err)
 	}
-	dockOpts := docker.Options{Node: o.NodeName}
+	dockOpts := docker.Options{Node: o.NodeName, Network: dockNet}
 	if nodeDNS != nil {
 		defer nodeDNS.srv.Close() // on an early return; Run closes it too
 		o.Native.DNS = nodeDNS.native
-		if nodeDNS.docker.IsValid() {
-			dockOpts.DNS = []netip.Addr{nodeDNS.docker}
-		}
+		nodeDNS.useDocker(&dockOpts, dockNet)
 	}
 	dock, err := docker.New(dockOpts)
 	if err != nil {

@@ -7,8 +7,12 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/berth-dev/berth/internal/driver/docker"
+	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/network/dns"
+	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt"
 )
 
@@ -34,11 +38,13 @@ func TestStartDNSAddressTaken(t *testing.T) {
 	go func() { defer close(done); _ = holder.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	d, err := startDNS(st, DNSOptions{NoDocker: true}, native, log)
+	src := dns.NewStoreSource(st, log)
+	g := nodeGateways(DNSOptions{NoDocker: true}, native, nil, log)
+	d, err := startDNS(src, DNSOptions{NoDocker: true}, g, log)
 	if err != nil || d != nil {
 		t.Fatalf("gateway taken, no --dns-listen: %v %v, want no node DNS and no error", d, err)
 	}
-	d, err = startDNS(st, DNSOptions{NoDocker: true, Listen: []string{"127.0.0.1:0"}}, native, log)
+	d, err = startDNS(src, DNSOptions{NoDocker: true, Listen: []string{"127.0.0.1:0"}}, g, log)
 	if err != nil || d == nil {
 		t.Fatalf("gateway taken, with --dns-listen: %v %v", d, err)
 	}
@@ -65,8 +71,67 @@ func TestStartDNSGatewayOfAnotherInterface(t *testing.T) {
 	}
 	defer st.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d, err := startDNS(st, DNSOptions{NoDocker: true}, NativeOptions{Subnet: netip.MustParsePrefix("127.0.0.0/24")}, log)
+	o := DNSOptions{NoDocker: true}
+	d, err := startDNS(dns.NewStoreSource(st, log), o, nodeGateways(o, NativeOptions{Subnet: netip.MustParsePrefix("127.0.0.0/24")}, nil, log), log)
 	if err != nil || d != nil {
 		t.Fatalf("startDNS = %v %v, want no node DNS", d, err)
+	}
+}
+
+// TestDNSOnBerthDockerNetwork: with a berth Docker network, node DNS
+// serves on its gateway (not docker0) and its containers get that
+// address as their name server.
+func TestDNSOnBerthDockerNetwork(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// TEST-NET-1 again: on no interface, bound with IP_FREEBIND.
+	dockNet, err := docker.NetworkFor("berth-test-dns", "192.0.2.64/26")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := DNSOptions{}
+	g := nodeGateways(o, NativeOptions{Disabled: true}, dockNet, log)
+	if g.docker != netip.MustParseAddr("192.0.2.97") || g.native.IsValid() {
+		t.Fatalf("gateways %+v, want only the docker half's 192.0.2.97", g)
+	}
+	d, err := startDNS(dns.NewStoreSource(st, log), o, g, log)
+	if err != nil || d == nil {
+		t.Fatalf("startDNS: %v %v", d, err)
+	}
+	defer d.srv.Run(canceled())
+	var dockOpts docker.Options
+	d.useDocker(&dockOpts, dockNet)
+	if len(dockNet.DNS) != 1 || dockNet.DNS[0] != g.docker || len(dockOpts.DNS) != 0 {
+		t.Errorf("network DNS %v, default-bridge DNS %v; want the gateway on the network only", dockNet.DNS, dockOpts.DNS)
+	}
+}
+
+// TestWaitNodeSubnet: an agent learns its subnet once the server writes
+// it, and gives up after the wait.
+func TestWaitNodeSubnet(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	rev, err := store.PutJSON(ctx, st, model.NodeKey("n1"), model.Node{Name: "n1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := waitNodeSubnet(ctx, st, "n1", 300*time.Millisecond, log); s != "" {
+		t.Fatalf("no subnet yet: got %q", s)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_, _ = store.PutJSON(ctx, st, model.NodeKey("n1"), model.Node{Name: "n1", Subnet: "10.90.4.0/24"}, rev)
+	}()
+	if s := waitNodeSubnet(ctx, st, "n1", 20*time.Second, log); s != "10.90.4.0/24" {
+		t.Fatalf("subnet %q, want 10.90.4.0/24", s)
 	}
 }

@@ -60,6 +60,9 @@ type NativeOptions struct {
 	// gateway); oci workloads use it as their name server. Invalid: the
 	// host's resolvers.
 	DNS netip.Addr
+	// DNSFrom, when set, replaces DNS: asked at every oci start (berth
+	// agent: node DNS starts once the node's subnet is known).
+	DNSFrom func(ctx context.Context) netip.Addr
 }
 
 // native is the assembled native runtime path.
@@ -122,7 +125,8 @@ func startNative(dataDir, node string, o NativeOptions, log *slog.Logger) (*nati
 		}
 	}
 	n.oci, err = oci.New(oci.Options{StateDir: filepath.Join(dataDir, "oci"), RootFS: n.images, Network: nodeNet,
-		Runtimes: runtimes, BinDir: filepath.Join(dataDir, "bin"), DefaultRuntime: o.DefaultRuntime, Node: node, DNS: dnsAddr})
+		Runtimes: runtimes, BinDir: filepath.Join(dataDir, "bin"), DefaultRuntime: o.DefaultRuntime, Node: node, DNS: dnsAddr,
+		DNSFrom: o.DNSFrom})
 	if err != nil {
 		n.images.Close()
 		return nil, fmt.Errorf("driver oci: %w", err)

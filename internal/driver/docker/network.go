@@ -37,11 +37,25 @@ type Network struct {
 // NetworkFor is the network of node subnet nodeSubnet: its docker half
 // and that half's gateway (model.DockerSubnet), named name.
 func NetworkFor(name, nodeSubnet string) (*Network, error) {
+	if name != "" && !validNetworkName(name) {
+		return nil, fmt.Errorf("docker network name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", name)
+	}
 	p, gw, err := model.DockerSubnet(nodeSubnet)
 	if err != nil {
 		return nil, err
 	}
 	return &Network{Name: name, Subnet: p, Gateway: gw}, nil
+}
+
+// validNetworkName is Docker's rule for network names.
+func validNetworkName(s string) bool {
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && (r == '_' || r == '.' || r == '-')
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Network) name() string {

@@ -128,3 +128,16 @@ func TestBerthNetworkConflicts(t *testing.T) {
 		t.Fatalf("overlapping subnet: %v", err)
 	}
 }
+
+func TestNetworkFor(t *testing.T) {
+	n, err := NetworkFor("", "10.90.3.0/24")
+	if err != nil || n.name() != DefaultNetworkName || n.Subnet.String() != "10.90.3.128/25" || n.Gateway.String() != "10.90.3.129" {
+		t.Fatalf("NetworkFor = %+v %v", n, err)
+	}
+	if _, err := NetworkFor("bad name", "10.90.3.0/24"); err == nil || !strings.Contains(err.Error(), "docker network name") {
+		t.Errorf("bad name: %v", err)
+	}
+	if _, err := NetworkFor("berth", "10.90.3.7/24"); err == nil || !strings.Contains(err.Error(), "host bits") {
+		t.Errorf("bad subnet: %v", err)
+	}
+}

@@ -95,8 +95,12 @@ func (d *Driver) prepare(ctx context.Context, r *record) error {
 		r.NetNS, r.IP = att.NetNS, att.IP
 	}
 	bundle := filepath.Join(d.dir(r.ID), bundleDir)
+	dns := d.o.DNS
+	if d.o.DNSFrom != nil {
+		dns = d.o.DNSFrom(ctx)
+	}
 	if err := writeEtcFiles(bundle, etcInput{Hostname: Hostname(r.ID), IP: r.IP, HostResolvConf: d.o.ResolvConf,
-		DNS: d.o.DNS, Namespace: t.Namespace}); err != nil {
+		DNS: dns, Namespace: t.Namespace}); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
 	spec, err := Spec(SpecInput{Task: t, Image: m.Config, RootFS: m.Path, NetNS: r.NetNS, BundleDir: bundle,

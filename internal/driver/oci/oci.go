@@ -84,6 +84,10 @@ type Options struct {
 	// resolv.conf names only it, searching "<namespace>.berth" and
 	// "berth"; it forwards other names to the host's resolvers.
 	DNS netip.Addr
+	// DNSFrom, when set, replaces DNS: it is asked at every start (an
+	// agent knows its node DNS address only once the server gave the node
+	// its subnet) and may block until ctx ends.
+	DNSFrom func(ctx context.Context) netip.Addr
 }
 
 // Driver implements driver.Driver on OCI runtimes.
