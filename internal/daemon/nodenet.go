@@ -187,7 +187,8 @@ func peersOf(nodes map[string]model.Node, self string) []overlay.Peer {
 }
 
 // watchNodes calls f with every node, by name, after the first listing
-// and after every batch of changes, until ctx ends. A failed watch is
+// and after every batch of changes to a node's subnet, address or VTEP
+// (or a node added or removed), until ctx ends. A failed watch is
 // listed again (at most once a second).
 func watchNodes(ctx context.Context, st store.Store, log *slog.Logger, f func(map[string]model.Node)) {
 	for ctx.Err() == nil {
@@ -209,23 +210,35 @@ func watchNodes(ctx context.Context, st store.Store, log *slog.Logger, f func(ma
 			sleepFor(ctx, time.Second)
 			continue
 		}
+		dirty := false
 		for ev := range ch {
 			name := strings.TrimPrefix(ev.KV.Key, model.PrefixNodes)
+			old, had := m[name]
 			if ev.Type == store.EventDelete {
 				delete(m, name)
+				dirty = dirty || had
 			} else {
 				var nd model.Node
 				if json.Unmarshal(ev.KV.Value, &nd) != nil {
 					continue
 				}
 				m[name] = nd
+				dirty = dirty || !had || !sameNetwork(old, nd)
 			}
-			if len(ch) == 0 { // end of a burst
+			if dirty && len(ch) == 0 { // end of a burst that changed something
 				f(copyNodes(m))
+				dirty = false
 			}
 		}
 		sleepFor(ctx, time.Second)
 	}
+}
+
+// sameNetwork reports whether a and b agree on what the node network
+// uses (heartbeats change nothing of it).
+func sameNetwork(a, b model.Node) bool {
+	return a.Subnet == b.Subnet && a.Address == b.Address &&
+		(a.VTEP == nil) == (b.VTEP == nil) && (a.VTEP == nil || *a.VTEP == *b.VTEP)
 }
 
 func copyNodes(m map[string]model.Node) map[string]model.Node {
