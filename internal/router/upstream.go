@@ -38,6 +38,9 @@ const (
 	// staleRetries bounds retries of a request whose reused idle
 	// connection turned out closed by the instance.
 	staleRetries = 2
+	// max1xxResponses bounds the 1xx responses before the final one (as
+	// http.Transport does).
+	max1xxResponses = 5
 )
 
 // aLongTimeAgo is a deadline that makes blocked reads and writes return.
@@ -152,7 +155,10 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	pc.lim.n = maxResponseHeaderBytes
 	var resp *http.Response
-	for {
+	for informational := 0; ; informational++ {
+		if informational > max1xxResponses {
+			return fail(fmt.Errorf("more than %d informational (1xx) responses", max1xxResponses))
+		}
 		var err error
 		if resp, err = http.ReadResponse(pc.br, req); err != nil {
 			if errors.Is(err, errHeaderTooLarge) {

@@ -169,8 +169,8 @@ func TestLeanClientClientGone(t *testing.T) {
 	}
 }
 
-// TestLeanClientEdgeCases: 103 Early Hints reach the client; an
-// oversized response header is a 502; requests with a body and
+// TestLeanClientEdgeCases: 103 Early Hints reach the client; endless
+// 1xx responses and an oversized response header are a 502; requests with a body and
 // non-idempotent ones still go through (http.Transport) with their body.
 func TestLeanClientEdgeCases(t *testing.T) {
 	st := newStore(t)
@@ -181,6 +181,10 @@ func TestLeanClientEdgeCases(t *testing.T) {
 			w.Header().Set("Link", "</style.css>; rel=preload")
 			w.WriteHeader(http.StatusEarlyHints)
 			_, _ = io.WriteString(w, "after hints")
+		case "/endless-hints":
+			for i := 0; i <= max1xxResponses; i++ {
+				w.WriteHeader(http.StatusEarlyHints)
+			}
 		case "/huge":
 			w.Header().Set("X-Huge", strings.Repeat("x", maxResponseHeaderBytes))
 		default:
@@ -212,6 +216,9 @@ func TestLeanClientEdgeCases(t *testing.T) {
 		t.Fatalf("early hints: %d %q, 1xx with Link: %v", resp.StatusCode, body, hints)
 	}
 
+	if code, body := get(t, c, r, "edge.test", "/endless-hints"); code != http.StatusBadGateway || !strings.Contains(body, "informational") {
+		t.Fatalf("too many 1xx: %d %q", code, body)
+	}
 	if code, body := get(t, c, r, "edge.test", "/huge"); code != http.StatusBadGateway || !strings.Contains(body, "response header larger than") {
 		t.Fatalf("oversized header: %d %q", code, body)
 	}
