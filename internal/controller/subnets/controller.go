@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/controller/loop"
@@ -30,14 +31,19 @@ type Options struct {
 }
 
 // Controller allocates node subnets.
-type Controller struct{ o Options }
+type Controller struct {
+	o Options
+	// starved are nodes already reported as left without a subnet.
+	mu      sync.Mutex
+	starved map[string]bool
+}
 
 // New makes the controller.
 func New(o Options) *Controller {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Controller{o: o}
+	return &Controller{o: o, starved: map[string]bool{}}
 }
 
 // Run reconciles on every change of nodes or allocations until ctx ends.
@@ -88,7 +94,12 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 		} else {
 			s, err := c.o.Pool.Next(used)
 			if err != nil {
-				c.o.Log.Error("no subnet for node", "node", n.Value.Name, "err", err)
+				c.mu.Lock()
+				if !c.starved[n.Value.Name] {
+					c.o.Log.Error("no subnet for node", "node", n.Value.Name, "err", err)
+					c.starved[n.Value.Name] = true
+				}
+				c.mu.Unlock()
 				continue
 			}
 			used = append(used, s)
