@@ -123,6 +123,7 @@ func (n *nodeNet) syncLoop(ctx context.Context, ov *overlay.Overlay, subnet stri
 	defer tick.Stop()
 	lastErr, lastPeers, warnedSubnet := "", "", false
 	force := true
+	portWarned := map[string]bool{}
 	for {
 		self, registered := cur[n.node]
 		if registered && (self.VTEP == nil || *self.VTEP != vtep) {
@@ -141,9 +142,15 @@ func (n *nodeNet) syncLoop(ctx context.Context, ov *overlay.Overlay, subnet stri
 			n.log.Warn("the server gave this node another subnet; restart the agent to use it", "using", subnet, "allocated", self.Subnet)
 			warnedSubnet = true
 		}
-		// Heartbeats change node objects all the time: program the
-		// kernel only when the peers changed, or on the tick.
+		for name, nd := range cur {
+			if nd.VTEP != nil && nd.VTEP.Port != 0 && nd.VTEP.Port != vtep.Port && !portWarned[name] {
+				n.log.Warn("peer node uses another VXLAN port; its instances are unreachable from here (use the same --vxlan-port on every node)",
+					"peer", name, "peerPort", nd.VTEP.Port, "port", vtep.Port)
+				portWarned[name] = true
+			}
+		}
 		peers := peersOf(cur, n.node)
+		// Program the kernel when the peers changed, or on the tick.
 		if key := fmt.Sprint(peers); force || key != lastPeers {
 			msg := ""
 			if err := ov.Sync(peers); err != nil {
