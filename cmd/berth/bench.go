@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only when benchPprofEnv is set
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +15,16 @@ import (
 	"github.com/berth-dev/berth/internal/bench"
 	"github.com/berth-dev/berth/internal/model"
 )
+
+// benchPprofEnv, set by 'berth bench cluster --pprof', makes the server
+// child serve net/http/pprof on that (loopback) address.
+const benchPprofEnv = bench.PprofEnv
+
+func init() {
+	if addr := os.Getenv(benchPprofEnv); addr != "" {
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
+}
 
 func newBench() *cobra.Command {
 	cmd := &cobra.Command{
@@ -137,6 +149,7 @@ func newBenchCluster() *cobra.Command {
 	cmd.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated agents")
 	cmd.Flags().IntVar(&o.Instances, "instances", 10000, "instances to place and run")
 	cmd.Flags().IntVar(&o.PerApp, "per-app", 100, "instances per app")
+	cmd.Flags().StringVar(&o.Pprof, "pprof", "", "serve the server's net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	return cmd
 }
 
@@ -149,7 +162,8 @@ func newBenchRouter() *cobra.Command {
 driver) with its router on a free loopback port, applies an app of
 --instances busybox httpd behind the route bench.test, and runs Debian's
 nginx as a reverse proxy to the same instances' host ports (upstream
-keepalive, HTTP/1.1, worker_processes auto). wrk loads each for --duration
+keepalive, HTTP/1.1). Both get the same CPU budget: --procs is berth's
+GOMAXPROCS and nginx's worker_processes. wrk loads each for --duration
 (the order alternates over --rounds); the medians of req/s, p50 and p99,
 each proxy's CPU time per request and its RSS are printed as a Markdown
 table. Everything started is stopped and removed, also on Ctrl-C. Needs nginx and wrk
@@ -175,6 +189,7 @@ table. Everything started is stopped and removed, also on Ctrl-C. Needs nginx an
 	f.IntVar(&o.Threads, "threads", 2, "wrk threads (-t)")
 	f.IntVar(&o.Instances, "instances", 4, "busybox httpd instances behind both proxies")
 	f.IntVar(&o.Rounds, "rounds", 3, "rounds; the proxies' order alternates, medians are reported")
+	f.IntVar(&o.Procs, "procs", 0, "CPUs per proxy: berth's GOMAXPROCS and nginx's worker_processes (0: this host's GOMAXPROCS)")
 	f.BoolVar(&o.Direct, "direct", true, "also run wrk straight to one instance's host port (no proxy)")
 	f.StringVar(&o.Image, "image", "berth-test/busybox:latest", "image of the instances (must exist locally)")
 	return cmd

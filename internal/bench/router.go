@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -33,6 +34,10 @@ type RouterOptions struct {
 	// Rounds of measurements; the order of the proxies alternates from
 	// one round to the next and the median is reported (default 3).
 	Rounds int
+	// Procs is the CPU budget of each proxy: berth up's GOMAXPROCS and
+	// nginx's worker_processes (default: this process's GOMAXPROCS, the
+	// host's or the cgroup's CPU count).
+	Procs int
 	// Direct also measures wrk straight to one instance's host port.
 	Direct bool
 	// Image runs the instances (default berth-test/busybox:latest).
@@ -100,12 +105,12 @@ func RunRouter(ctx context.Context, o RouterOptions) ([]RouterResult, error) {
 	}
 	defer os.RemoveAll(dir)
 
-	b, err := startBerthUp(ctx, o.Berth, dir, runID)
+	b, err := startBerthUp(ctx, o.Berth, dir, runID, o.Procs)
 	if err != nil {
 		return nil, err
 	}
 	defer b.stop()
-	progress("berth up: api %s, router %s (pid %d)", b.api, b.router, b.cmd.Process.Pid)
+	progress("berth up: api %s, router %s (pid %d, GOMAXPROCS=%d)", b.api, b.router, b.cmd.Process.Pid, o.Procs)
 	ports, err := applyBenchApp(ctx, b.client, o, progress)
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -120,7 +125,7 @@ func RunRouter(ctx context.Context, o RouterOptions) ([]RouterResult, error) {
 	if err := waitServes(ctx, b.router, o.Instances); err != nil {
 		return nil, fmt.Errorf("berth router: %w (berth's log: %s)", err, b.logTail())
 	}
-	ng, err := startNginx(ctx, tools.nginx, dir, ports)
+	ng, err := startNginx(ctx, tools.nginx, dir, ports, o.Procs)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +133,7 @@ func RunRouter(ctx context.Context, o RouterOptions) ([]RouterResult, error) {
 	if err := waitServes(ctx, ng.addr, o.Instances); err != nil {
 		return nil, fmt.Errorf("nginx: %w (its error log: %s)", err, tailFile(filepath.Join(dir, "nginx-error.log")))
 	}
-	progress("nginx: %s (pid %d), upstreams %v", ng.addr, ng.cmd.Process.Pid, ports)
+	progress("nginx: %s (pid %d, worker_processes %d), upstreams %v", ng.addr, ng.cmd.Process.Pid, o.Procs, ports)
 
 	type target struct {
 		name, addr string
@@ -212,6 +217,9 @@ func (o *RouterOptions) defaults() {
 	if o.Rounds <= 0 {
 		o.Rounds = 3
 	}
+	if o.Procs <= 0 {
+		o.Procs = runtime.GOMAXPROCS(0)
+	}
 	if o.Image == "" {
 		o.Image = "berth-test/busybox:latest"
 	}
@@ -228,9 +236,9 @@ type berthUp struct {
 }
 
 // startBerthUp runs `berth up` on loopback ports with its data dir, CLI
-// context and log in dir, in its own process group (Ctrl-C reaches only
-// the benchmark, which then stops it in order).
-func startBerthUp(ctx context.Context, bin, dir, runID string) (*berthUp, error) {
+// context and log in dir, with GOMAXPROCS=procs, in its own process group
+// (Ctrl-C reaches only the benchmark, which then stops it in order).
+func startBerthUp(ctx context.Context, bin, dir, runID string, procs int) (*berthUp, error) {
 	api, router := freeAddr(), freeAddr()
 	if api == "" || router == "" {
 		return nil, errors.New("no free loopback port")
@@ -248,7 +256,7 @@ func startBerthUp(ctx context.Context, bin, dir, runID string) (*berthUp, error)
 		"--node-name", "berth-bench-"+runID, "--workload-label", benchLabel+"="+runID,
 		"--router-listen", router, "--no-native", "--no-dns", "--log-level", "warn",
 		"--port-range", fmt.Sprintf("%d-%d", lo, lo+99))
-	b.cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(dir, "config.json"))
+	b.cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(dir, "config.json"), fmt.Sprintf("GOMAXPROCS=%d", procs))
 	b.cmd.Stdout, b.cmd.Stderr = logf, logf
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := b.cmd.Start(); err != nil {

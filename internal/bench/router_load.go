@@ -183,7 +183,7 @@ type nginxProc struct {
 }
 
 var nginxConf = template.Must(template.New("nginx").Parse(`# berth bench router: nginx as a reverse proxy to the same instances.
-worker_processes auto;
+worker_processes {{.Procs}};
 {{if .Root}}user root;
 {{end}}pid {{.Dir}}/nginx.pid;
 error_log {{.Dir}}/nginx-error.log warn;
@@ -214,28 +214,16 @@ http {
 }
 `))
 
-// startNginx writes a config proxying to ports into dir and runs nginx
-// with it in the foreground, in its own process group.
-func startNginx(ctx context.Context, bin, dir string, ports []int) (*nginxProc, error) {
+// startNginx writes a config proxying to ports with procs workers into
+// dir and runs nginx with it in the foreground, in its own process group.
+func startNginx(ctx context.Context, bin, dir string, ports []int, procs int) (*nginxProc, error) {
 	addr := freeAddr()
 	if addr == "" {
 		return nil, errors.New("no free loopback port for nginx")
 	}
-	conf := filepath.Join(dir, "nginx.conf")
-	f, err := os.Create(conf)
+	conf, err := writeNginxConf(dir, addr, ports, procs)
 	if err != nil {
 		return nil, err
-	}
-	err = nginxConf.Execute(f, struct {
-		Dir, Addr string
-		Ports     []int
-		Root      bool
-	}{dir, addr, ports, os.Geteuid() == 0})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("write %s: %w", conf, err)
 	}
 	n := &nginxProc{addr: addr, done: make(chan struct{})}
 	n.cmd = exec.Command(bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "nginx-error.log"), "-g", "daemon off;")
@@ -259,6 +247,29 @@ func startNginx(ctx context.Context, bin, dir string, ports []int) (*nginxProc, 
 		return nil, ctx.Err()
 	}
 	return n, nil
+}
+
+// writeNginxConf writes dir/nginx.conf: listen on addr, procs workers,
+// proxy to the instances' ports on loopback.
+func writeNginxConf(dir, addr string, ports []int, procs int) (string, error) {
+	conf := filepath.Join(dir, "nginx.conf")
+	f, err := os.Create(conf)
+	if err != nil {
+		return "", err
+	}
+	err = nginxConf.Execute(f, struct {
+		Dir, Addr string
+		Ports     []int
+		Procs     int
+		Root      bool
+	}{dir, addr, ports, procs, os.Geteuid() == 0})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", conf, err)
+	}
+	return conf, nil
 }
 
 // stop ends nginx's master and workers (the whole process group).

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +97,26 @@ func TestParseWrk(t *testing.T) {
 	}
 	if n := (WrkResult{Non2xx: 1, Connect: 2, Read: 3, Write: 4, Timeout: 5}).Errors(); n != 15 {
 		t.Errorf("Errors() = %d, want 15", n)
+	}
+}
+
+// TestNginxConfMatchesBudget: nginx gets as many workers as berth gets
+// GOMAXPROCS, and every instance as an upstream.
+func TestNginxConfMatchesBudget(t *testing.T) {
+	dir := t.TempDir()
+	path, err := writeNginxConf(dir, "127.0.0.1:18080", []int{23000, 23001}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	for _, want := range []string{"worker_processes 3;", "listen 127.0.0.1:18080;", "server 127.0.0.1:23000;", "server 127.0.0.1:23001;",
+		"pid " + dir + "/nginx.pid;", "proxy_http_version 1.1;", "access_log off;"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nginx.conf lacks %q:\n%s", want, conf)
+		}
 	}
 }
