@@ -82,6 +82,9 @@ type berth struct {
 	// berths never share a bridge or an address range.
 	bridge string
 	subnet string
+	// cluster is its --cluster-cidr, one node subnet (10.212.x.0/24):
+	// its docker half is the berth Docker network, named like bridge.
+	cluster string
 	// extra are more `berth up` flags.
 	extra  []string
 	cmd    *exec.Cmd
@@ -127,10 +130,12 @@ func startBerth(t *testing.T, extraFlags ...string) *berth {
 	b := &berth{t: t, dataDir: filepath.Join(dir, "data"), config: filepath.Join(dir, "context.json"),
 		listen: freePort(t), node: "berth-test-" + randHex(4), docker: dc, ports: testPortRange(),
 		bridge: "berth-test-" + randHex(2), subnet: testSubnet(), extra: extraFlags}
+	b.cluster = strings.Replace(b.subnet, "10.218.", "10.212.", 1)
 	t.Cleanup(func() {
 		b.removeApps()
 		b.kill()
 		b.removeContainers()
+		_ = dc.NetworkRemove(context.Background(), b.bridge) // the berth Docker network
 		b.purgeNative()
 		dc.Close()
 		if t.Failed() {
@@ -146,7 +151,8 @@ func (b *berth) start() {
 	b.logs = &syncBuffer{}
 	b.cmd = exec.Command(binary, "up", "--data-dir", b.dataDir, "--listen", b.listen, "--node-name", b.node,
 		"--workload-label", "berth.test=1", "--log-level", "debug", "--port-range", b.ports,
-		"--bridge", b.bridge, "--bridge-subnet", b.subnet, "--router-listen", "127.0.0.1:0")
+		"--bridge", b.bridge, "--bridge-subnet", b.subnet, "--router-listen", "127.0.0.1:0",
+		"--docker-network", b.bridge, "--cluster-cidr", b.cluster, "--node-subnet-size", "24")
 	b.cmd.Args = append(b.cmd.Args, b.extra...)
 	b.cmd.Env = append(os.Environ(), "BERTH_CONFIG="+b.config)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
