@@ -45,15 +45,15 @@ func (s *AppSpec) Grants(srcNet, srcNS, srcApp string) bool {
 		switch {
 		case p.Network != "" && p.Network == srcNet:
 			return true
-		case p.App != "" && p.App == srcApp && p.namespaceOr(s.Namespace) == srcNS:
+		case p.App != "" && p.App == srcApp && p.NamespaceOr(s.Namespace) == srcNS:
 			return true
 		}
 	}
 	return false
 }
 
-// namespaceOr is the peer's namespace, or ns when it names none.
-func (p NetworkPeer) namespaceOr(ns string) string {
+// NamespaceOr is the peer's namespace, or ns when it names none.
+func (p NetworkPeer) NamespaceOr(ns string) string {
 	if p.Namespace != "" {
 		return p.Namespace
 	}
