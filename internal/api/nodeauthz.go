@@ -59,10 +59,20 @@ func (z nodeAuthz) visible(key string, value []byte) bool {
 	if z.admin || !strings.HasPrefix(key, model.PrefixInstances) {
 		return true
 	}
+	return instanceNode(value) == z.node
+}
+
+// instanceNode is the node an instance value is assigned to ("" for none
+// or an unreadable value). It decides what an agent sees, both here and in
+// the per-node fan-out of the instance watch.
+func instanceNode(value []byte) string {
 	var in struct {
 		Node string `json:"node"`
 	}
-	return json.Unmarshal(value, &in) == nil && in.Node == z.node
+	if json.Unmarshal(value, &in) != nil {
+		return ""
+	}
+	return in.Node
 }
 
 // checkTxn authorizes an agent's Txn and returns it with the node's
@@ -86,7 +96,11 @@ func (z nodeAuthz) checkTxn(ctx context.Context, t store.Txn) (store.Txn, int, s
 		var msg string
 		switch {
 		case op.Key == model.NodeKey(z.node):
-			t.Ops[i].Value, code, msg, err = z.nodePut(ctx, op.Value)
+			var beatOnly bool
+			t.Ops[i].Value, beatOnly, code, msg, err = z.nodePut(ctx, op.Value)
+			if beatOnly && msg == "" && err == nil {
+				t.Ops[i].Key = "" // a heartbeat only: kept in memory, dropped below
+			}
 		case strings.HasPrefix(op.Key, model.PrefixInstances):
 			code, msg, err = z.instancePut(ctx, op, compared)
 		case strings.HasPrefix(op.Key, model.PrefixEvents):
@@ -104,6 +118,13 @@ func (z nodeAuthz) checkTxn(ctx context.Context, t store.Txn) (store.Txn, int, s
 			return t, code, msg
 		}
 	}
+	ops := t.Ops[:0]
+	for _, op := range t.Ops {
+		if op.Key != "" {
+			ops = append(ops, op)
+		}
+	}
+	t.Ops = ops
 	return t, 0, ""
 }
 
@@ -111,20 +132,23 @@ func (z nodeAuthz) checkTxn(ctx context.Context, t store.Txn) (store.Txn, int, s
 // status, the subnet the server allocated), keeps the VTEP when the write
 // omits it (a re-register before the overlay is up), and stamps the heartbeat with the
 // server's clock, so a skewed agent clock cannot fake or lose liveness.
-func (z nodeAuthz) nodePut(ctx context.Context, value []byte) ([]byte, int, string, error) {
+// beatOnly reports a write that changes nothing but the heartbeat: with
+// Options.Liveness set, the beat is then kept in memory and the write is
+// dropped (see nodes.Liveness).
+func (z nodeAuthz) nodePut(ctx context.Context, value []byte) (b []byte, beatOnly bool, code int, msg string, err error) {
 	var n model.Node
 	if err := json.Unmarshal(value, &n); err != nil {
-		return nil, http.StatusBadRequest, "node object: " + err.Error(), nil
+		return nil, false, http.StatusBadRequest, "node object: " + err.Error(), nil
 	}
 	if n.Name != z.node {
-		return nil, http.StatusForbidden, "node " + z.node + " may not write a node object named " + n.Name, nil
+		return nil, false, http.StatusForbidden, "node " + z.node + " may not write a node object named " + n.Name, nil
 	}
 	cur, err := store.GetJSON[model.Node](ctx, z.s.opts.Store, model.NodeKey(z.node))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		n.Subnet = ""
 	case err != nil:
-		return nil, 0, "", err
+		return nil, false, 0, "", err
 	default:
 		n.Cordoned = cur.Value.Cordoned
 		n.Subnet = cur.Value.Subnet
@@ -137,12 +161,33 @@ func (z nodeAuthz) nodePut(ctx context.Context, value []byte) ([]byte, int, stri
 	}
 	if n.VTEP != nil {
 		if err := n.VTEP.Validate(); err != nil {
-			return nil, http.StatusBadRequest, "node object: " + err.Error(), nil
+			return nil, false, http.StatusBadRequest, "node object: " + err.Error(), nil
 		}
 	}
-	n.LastHeartbeat = time.Now().UTC()
-	b, err := json.Marshal(n)
-	return b, 0, "", err
+	now := time.Now().UTC()
+	if lv := z.s.opts.Liveness; lv != nil && cur.ModRev != 0 {
+		n.LastHeartbeat = cur.Value.LastHeartbeat
+		if same, err := sameJSON(n, cur.Value); err != nil || same {
+			lv.Beat(z.node, now)
+			return nil, true, 0, "", err
+		}
+	}
+	n.LastHeartbeat = now
+	b, err = json.Marshal(n)
+	if err == nil {
+		z.s.opts.Liveness.Beat(z.node, now)
+	}
+	return b, false, 0, "", err
+}
+
+// sameJSON reports whether a and b encode to the same JSON.
+func sameJSON(a, b any) (bool, error) {
+	x, err := json.Marshal(a)
+	if err != nil {
+		return false, err
+	}
+	y, err := json.Marshal(b)
+	return bytes.Equal(x, y), err
 }
 
 // instancePut admits a status update of an instance assigned to the
@@ -173,9 +218,7 @@ func (z nodeAuthz) instancePut(ctx context.Context, op store.Op, compared map[st
 		return http.StatusForbidden, "node " + z.node + " may not write instance " + cur.ID + " of node " + cur.Node, nil
 	}
 	cur.Status, next.Status = model.InstanceStatus{}, model.InstanceStatus{}
-	a, _ := json.Marshal(cur)
-	b, _ := json.Marshal(next)
-	if !bytes.Equal(a, b) {
+	if same, _ := sameJSON(cur, next); !same {
 		return http.StatusForbidden, "node " + z.node + " may change only the status of instance " + cur.ID, nil
 	}
 	return 0, "", nil

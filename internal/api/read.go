@@ -44,6 +44,9 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	for i := range nodes {
+		nodes[i].LastHeartbeat = s.opts.Liveness.Last(nodes[i].Name, nodes[i].LastHeartbeat)
+	}
 	writeJSON(w, http.StatusOK, nodes)
 }
 
@@ -53,6 +56,7 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	o.Value.LastHeartbeat = s.opts.Liveness.Last(o.Value.Name, o.Value.LastHeartbeat)
 	writeJSON(w, http.StatusOK, o.Value)
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/apps"
+	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store"
@@ -44,6 +45,9 @@ type Options struct {
 	// ClientCertTTL is the lifetime of agent certificates (default
 	// pki.DefaultClientTTL).
 	ClientCertTTL time.Duration
+	// Liveness, when set, keeps agents' heartbeats that change nothing
+	// else in memory instead of the store (the node controller reads it).
+	Liveness *nodes.Liveness
 }
 
 // Server is the /v1 HTTP handler.
@@ -53,6 +57,8 @@ type Server struct {
 	mux   *http.ServeMux
 	token [32]byte
 	log   *slog.Logger
+	// nodeWatch fans the instance watch out to agents (storeapi.go).
+	nodeWatch nodeWatch
 }
 
 // maxBodyBytes bounds request bodies (specs are small).

@@ -1,14 +1,17 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/fanout"
 	"github.com/berth-dev/berth/internal/store/remote"
 )
 
@@ -122,7 +125,9 @@ func (s *Server) storeTxn(w http.ResponseWriter, r *http.Request) {
 }
 
 // storeWatch streams events after ?after= as NDJSON until the client
-// goes away or the store drops the watcher (the stream then ends).
+// goes away or the store drops the watcher (the stream then ends). An
+// agent watching /instances/ is served from the per-node fan-out, so it
+// costs the server only its own instances' changes.
 func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	prefix := q.Get("prefix")
@@ -136,10 +141,20 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 		forbidden(w, msg)
 		return
 	}
-	ch, err := s.opts.Store.Watch(r.Context(), prefix, after)
-	if err != nil {
-		s.storeFail(w, err)
-		return
+	var ch <-chan store.Event
+	// progress is the revision a progress line may carry (ok false: use
+	// the last event's).
+	progress := func() (int64, bool) { return 0, false }
+	if !z.admin && prefix == model.PrefixInstances {
+		if sub, err := s.nodeWatch.subscribe(r.Context(), s, z.node, after); err == nil {
+			ch, progress = sub.Events(), sub.Rev
+		}
+	}
+	if ch == nil {
+		if ch, err = s.opts.Store.Watch(r.Context(), prefix, after); err != nil {
+			s.storeFail(w, err)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -156,6 +171,9 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-tick.C:
+			if rev, ok := progress(); ok {
+				last = max(last, rev)
+			}
 			if err := enc.Encode(remote.WatchLine{Type: "progress", Rev: last}); err != nil {
 				return
 			}
@@ -181,4 +199,20 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// nodeWatch is the fan-out of /instances/ by assigned node, started by
+// the first agent's watch and fed until the store closes.
+type nodeWatch struct {
+	once sync.Once
+	hub  *fanout.Hub
+}
+
+func (nw *nodeWatch) subscribe(ctx context.Context, s *Server, node string, after int64) (*fanout.Sub, error) {
+	nw.once.Do(func() {
+		nw.hub = fanout.New(fanout.Options{Store: s.opts.Store, Prefix: model.PrefixInstances, Log: s.log,
+			Route: func(kv store.KV) string { return instanceNode(kv.Value) }})
+		go nw.hub.Run(context.Background())
+	})
+	return nw.hub.Subscribe(ctx, node, after)
 }

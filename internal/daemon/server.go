@@ -134,7 +134,8 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		n, err := store.GetJSON[model.Node](ctx, st, model.NodeKey(name))
 		return n.Value, err
 	}}
-	srv := api.New(api.Options{Store: st, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore, Logs: logs,
+	live := nodes.NewLiveness() // heartbeats stay in memory (docs/cluster.md)
+	srv := api.New(api.Options{Store: st, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore, Logs: logs, Liveness: live,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	url := "https://" + urlHost(ln.Addr().String(), o.Advertise)
 
@@ -149,7 +150,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	goRun(func() { deployment.New(deployment.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() {
-		nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log, Grace: o.Nodes.Grace,
+		nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log, Grace: o.Nodes.Grace, Liveness: live,
 			UnreachableAfter: o.Nodes.UnreachableAfter, RecoverAfter: o.Nodes.RecoverAfter}).Run(ctx)
 	})
 	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })

@@ -10,7 +10,8 @@
 // handed work and losing it again. Heartbeats are judged by
 // Node.LastHeartbeat, which the server stamps with its own clock when an
 // agent writes its node over the API, so clock skew between hosts does
-// not matter.
+// not matter; heartbeats that change nothing else stay in server memory
+// (Liveness).
 package nodes
 
 import (
@@ -55,6 +56,9 @@ type Options struct {
 	RecoverAfter time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Liveness holds heartbeats the API kept in memory only (nil: every
+	// heartbeat is in the node object).
+	Liveness *Liveness
 }
 
 // Controller is the node lifecycle loop.
@@ -107,13 +111,16 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	}
 	startup := now.Sub(c.started) < c.o.Grace
 	for _, n := range list {
+		stored := n.LastHeartbeat
+		n.LastHeartbeat = c.o.Liveness.Last(n.Name, stored)
 		age := now.Sub(n.LastHeartbeat)
 		next, reason, msg := c.next(n, age, now, startup)
 		if next == "" {
 			continue
 		}
 		_, err := store.Update(ctx, c.o.Store, model.NodeKey(n.Name), func(cur *model.Node) error {
-			if cur.Status != n.Status || !cur.LastHeartbeat.Equal(n.LastHeartbeat) {
+			if cur.Status != n.Status || !cur.LastHeartbeat.Equal(stored) ||
+				!c.o.Liveness.Last(n.Name, cur.LastHeartbeat).Equal(n.LastHeartbeat) {
 				return store.ErrSkip // changed meanwhile; the next pass decides
 			}
 			cur.Status = next

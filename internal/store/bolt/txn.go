@@ -44,6 +44,9 @@ func (s *Store) Txn(ctx context.Context, t store.Txn) (int64, error) {
 	if err := validate(t); err != nil {
 		return 0, err
 	}
+	if len(t.Ops) == 0 {
+		return s.check(ctx, t.Compares)
+	}
 	r := &request{txn: t, done: make(chan result, 1)}
 	select {
 	case s.reqs <- r:
@@ -54,6 +57,21 @@ func (s *Store) Txn(ctx context.Context, t store.Txn) (int64, error) {
 	}
 	res := <-r.done
 	return res.rev, res.err
+}
+
+// check answers a Txn without Ops from a read transaction: it writes
+// nothing, so it needs neither the committer nor an fsync.
+func (s *Store) check(ctx context.Context, compares []store.Compare) (int64, error) {
+	var rev int64
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		rev = readRev(tx)
+		o, err := apply(tx, rev, store.Txn{Compares: compares})
+		if err == nil {
+			err = o.err
+		}
+		return err
+	})
+	return rev, err
 }
 
 // validate refuses what bbolt would refuse halfway through a batch.

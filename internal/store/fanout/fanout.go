@@ -1,0 +1,263 @@
+// Package fanout routes one store watch to many subscribers by owner:
+// each event under a prefix goes only to the subscribers of the owner the
+// Route function names (for berth, the node an instance is assigned to),
+// so N watchers of M changes cost O(M), not O(N×M). Deletes go to the
+// key's last owner; changes of keys with no owner go nowhere. A short history of routed events lets a
+// subscriber resume from a recent revision; an older one gets
+// ErrTooOld and must watch the store itself.
+package fanout
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// ErrTooOld: the revision to resume after is older than the history.
+var ErrTooOld = errors.New("fanout: revision older than the fan-out history")
+
+// Defaults for Options fields left zero.
+const (
+	DefaultHistory = 8192
+	DefaultBuffer  = 1024
+)
+
+// Options configure a Hub.
+type Options struct {
+	Store  store.Store
+	Prefix string
+	// Route names the owner of a put's value ("" for none).
+	Route func(kv store.KV) string
+	// History is how many routed events are kept for resuming.
+	History int
+	// Buffer is how far a subscriber may lag before it is dropped.
+	Buffer int
+	Log    *slog.Logger
+}
+
+type entry struct {
+	owner string
+	ev    store.Event
+}
+
+// Hub is one store watch fanned out by owner. Start it with Run.
+type Hub struct {
+	o Options
+
+	mu     sync.Mutex
+	ready  chan struct{} // closed once the first List is done
+	err    error         // why the hub stopped, if it did
+	owner  map[string]string
+	subs   map[string]map[*Sub]struct{}
+	hist   []entry // routed events, oldest first, at most o.History
+	floor  int64   // every event after floor is in hist
+	last   int64   // revision the hub has routed up to
+	closed bool
+}
+
+// Sub is one subscriber.
+type Sub struct {
+	h     *Hub
+	owner string
+	after int64
+	ch    chan store.Event
+	gone  bool
+}
+
+// New makes a hub; Run feeds it.
+func New(o Options) *Hub {
+	if o.History <= 0 {
+		o.History = DefaultHistory
+	}
+	if o.Buffer <= 0 {
+		o.Buffer = DefaultBuffer
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Hub{o: o, ready: make(chan struct{}), owner: map[string]string{},
+		subs: map[string]map[*Sub]struct{}{}}
+}
+
+// Run lists the prefix once, then routes its watch until ctx ends or the
+// store closes; a dropped watch resumes from the last routed revision.
+func (h *Hub) Run(ctx context.Context) {
+	defer h.stop()
+	kvs, rev, err := h.o.Store.List(ctx, h.o.Prefix)
+	for err != nil {
+		if ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
+			h.mu.Lock()
+			h.err = err
+			h.mu.Unlock()
+			close(h.ready)
+			return
+		}
+		sleep(ctx, time.Second)
+		kvs, rev, err = h.o.Store.List(ctx, h.o.Prefix)
+	}
+	h.mu.Lock()
+	for _, kv := range kvs {
+		if o := h.o.Route(kv); o != "" {
+			h.owner[kv.Key] = o
+		}
+	}
+	h.floor, h.last = rev, rev
+	h.mu.Unlock()
+	close(h.ready)
+	for ctx.Err() == nil {
+		h.mu.Lock()
+		from := h.last
+		h.mu.Unlock()
+		ch, err := h.o.Store.Watch(ctx, h.o.Prefix, from)
+		if err != nil {
+			if errors.Is(err, store.ErrClosed) || errors.Is(err, store.ErrCompacted) {
+				h.o.Log.Warn("fan-out watch ended", "prefix", h.o.Prefix, "err", err)
+				return // subscribers are dropped and watch the store
+			}
+			sleep(ctx, time.Second)
+			continue
+		}
+		for ev := range ch {
+			h.route(ev)
+		}
+	}
+}
+
+// route hands one event to its owner's subscribers. The owner index
+// holds every key with an owner since the first List, so a delete of a
+// key without one concerns nobody.
+func (h *Hub) route(ev store.Event) {
+	var owner string
+	if ev.Type == store.EventPut {
+		owner = h.o.Route(ev.KV) // decoded outside the lock
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last = ev.KV.ModRev
+	switch {
+	case ev.Type == store.EventDelete:
+		owner = h.owner[ev.KV.Key]
+		delete(h.owner, ev.KV.Key)
+	case owner != "":
+		h.owner[ev.KV.Key] = owner
+	default:
+		delete(h.owner, ev.KV.Key)
+	}
+	if owner == "" {
+		return
+	}
+	h.hist = append(h.hist, entry{owner: owner, ev: ev})
+	if len(h.hist) > h.o.History {
+		drop := len(h.hist) - h.o.History/2
+		h.floor = h.hist[drop-1].ev.KV.ModRev
+		h.hist = append(h.hist[:0:0], h.hist[drop:]...)
+	}
+	for s := range h.subs[owner] {
+		h.sendLocked(s, ev)
+	}
+}
+
+// sendLocked queues ev for s, dropping s if it is too far behind.
+func (h *Hub) sendLocked(s *Sub, ev store.Event) {
+	if ev.KV.ModRev <= s.after {
+		return
+	}
+	select {
+	case s.ch <- ev:
+	default:
+		h.dropLocked(s)
+	}
+}
+
+func (h *Hub) dropLocked(s *Sub) {
+	if s.gone {
+		return
+	}
+	s.gone = true
+	if m := h.subs[s.owner]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(h.subs, s.owner)
+		}
+	}
+	close(s.ch)
+}
+
+func (h *Hub) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, m := range h.subs {
+		for s := range m {
+			h.dropLocked(s)
+		}
+	}
+}
+
+// Subscribe streams owner's events after revision after until ctx ends
+// or the subscriber falls behind (the channel is then closed).
+// ErrTooOld means the history no longer reaches back to after.
+func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, error) {
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.err != nil:
+		return nil, h.err
+	case h.closed:
+		return nil, store.ErrClosed
+	case after < h.floor:
+		return nil, ErrTooOld
+	}
+	s := &Sub{h: h, owner: owner, after: after, ch: make(chan store.Event, h.o.Buffer)}
+	for _, e := range h.hist {
+		if e.owner == owner {
+			h.sendLocked(s, e.ev)
+		}
+	}
+	if s.gone {
+		return nil, ErrTooOld // more to replay than the buffer holds
+	}
+	if h.subs[owner] == nil {
+		h.subs[owner] = map[*Sub]struct{}{}
+	}
+	h.subs[owner][s] = struct{}{}
+	context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.dropLocked(s)
+	})
+	return s, nil
+}
+
+// Events is the subscriber's stream.
+func (s *Sub) Events() <-chan store.Event { return s.ch }
+
+// Rev is a revision the subscriber has seen every event of its owner up
+// to, once it has drained its channel; ok is false while events are
+// still queued.
+func (s *Sub) Rev() (rev int64, ok bool) {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	if len(s.ch) > 0 {
+		return 0, false
+	}
+	return max(s.h.last, s.after), true
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
