@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only when benchPprofEnv is set
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +15,16 @@ import (
 	"github.com/berth-dev/berth/internal/bench"
 	"github.com/berth-dev/berth/internal/model"
 )
+
+// benchPprofEnv, set by 'berth bench cluster --pprof', makes the server
+// child serve net/http/pprof on that (loopback) address.
+const benchPprofEnv = bench.PprofEnv
+
+func init() {
+	if addr := os.Getenv(benchPprofEnv); addr != "" {
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
+}
 
 func newBench() *cobra.Command {
 	cmd := &cobra.Command{
@@ -137,6 +149,7 @@ func newBenchCluster() *cobra.Command {
 	cmd.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated agents")
 	cmd.Flags().IntVar(&o.Instances, "instances", 10000, "instances to place and run")
 	cmd.Flags().IntVar(&o.PerApp, "per-app", 100, "instances per app")
+	cmd.Flags().StringVar(&o.Pprof, "pprof", "", "serve the server's net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	return cmd
 }
 

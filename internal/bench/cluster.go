@@ -30,8 +30,18 @@ type ClusterOptions struct {
 	// PerApp instances each.
 	Instances int
 	PerApp    int
-	Out       io.Writer
+	// Pprof, if set, is the loopback address the server serves
+	// net/http/pprof on (through PprofEnv).
+	Pprof string
+	Out   io.Writer
 }
+
+// benchClusterCIDR holds 65,536 node subnets of the default size.
+const benchClusterCIDR = "10.0.0.0/8"
+
+// PprofEnv names the environment variable that makes a berth process
+// serve net/http/pprof on its value's address.
+const PprofEnv = "BERTH_BENCH_PPROF"
 
 // ClusterResult is what RunCluster measured.
 type ClusterResult struct {
@@ -78,8 +88,12 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	listen := l.Addr().String()
 	l.Close()
 	ctxFile := filepath.Join(dir, "context.json")
-	srv := exec.Command(self, "server", "--data-dir", filepath.Join(dir, "server"), "--listen", listen, "--log-level", "error")
+	srv := exec.Command(self, "server", "--data-dir", filepath.Join(dir, "server"), "--listen", listen, "--log-level", "error",
+		"--cluster-cidr", benchClusterCIDR) // a subnet for each of thousands of nodes
 	srv.Env = append(os.Environ(), "BERTH_CONFIG="+ctxFile)
+	if o.Pprof != "" {
+		srv.Env = append(srv.Env, PprofEnv+"="+o.Pprof)
+	}
 	srv.Stderr = o.Out
 	// The server dies with the benchmark, even if it is killed.
 	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
