@@ -450,8 +450,42 @@ func PrintRouterTable(w io.Writer, rs []RouterResult) {
 		p99 := float64(rs[0].P99) / float64(rs[1].P99)
 		fmt.Fprintf(w, "\nberth router vs nginx: req/s %.2f× (goal ≥ 0.8×: %s), p99 %.2f× (goal ≤ 1.5×: %s)\n",
 			rps, met(rps >= 0.8), p99, met(p99 <= 1.5))
+		if rr, pr, ok := pairedRatios(rs[0].Runs, rs[1].Runs); ok {
+			fmt.Fprintf(w, "Per round (the two proxies back to back, so both see the same host load): req/s %s, median %.2f×; p99 %s, median %.2f×\n",
+				joinRatios(rr), medianFloat(rr), joinRatios(pr), medianFloat(pr))
+		}
 		fmt.Fprintln(w, "RSS of berth is the whole `berth up` process (API, store, controllers, agent, router).")
 	}
+}
+
+// pairedRatios divides the runs of a by those of b round by round: req/s
+// and p99. ok is false when the rounds do not pair up.
+func pairedRatios(a, b []WrkResult) (rps, p99 []float64, ok bool) {
+	if len(a) == 0 || len(a) != len(b) {
+		return nil, nil, false
+	}
+	for i := range a {
+		if b[i].ReqPerSec <= 0 || b[i].P99 <= 0 {
+			return nil, nil, false
+		}
+		rps = append(rps, a[i].ReqPerSec/b[i].ReqPerSec)
+		p99 = append(p99, float64(a[i].P99)/float64(b[i].P99))
+	}
+	return rps, p99, true
+}
+
+func joinRatios(rs []float64) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = fmt.Sprintf("%.2f", r)
+	}
+	return strings.Join(s, " / ")
+}
+
+func medianFloat(fs []float64) float64 {
+	s := append([]float64(nil), fs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 func met(ok bool) string {

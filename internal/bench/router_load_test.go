@@ -120,3 +120,23 @@ func TestNginxConfMatchesBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintRouterTable: medians per proxy, the ratio of the medians and
+// the round-by-round ratios.
+func TestPrintRouterTable(t *testing.T) {
+	ms := time.Millisecond
+	berth := summarize("berth router", []WrkResult{{ReqPerSec: 900, P99: 10 * ms}, {ReqPerSec: 1000, P99: 12 * ms}, {ReqPerSec: 500, P99: 30 * ms}})
+	nginx := summarize("nginx", []WrkResult{{ReqPerSec: 1000, P99: 10 * ms}, {ReqPerSec: 1000, P99: 10 * ms}, {ReqPerSec: 1100, P99: 10 * ms}})
+	var b strings.Builder
+	PrintRouterTable(&b, []RouterResult{berth, nginx})
+	out := b.String()
+	for _, want := range []string{
+		"| berth router | 900 | ", "| 900 / 1000 / 500 |",
+		"req/s 0.90× (goal ≥ 0.8×: met), p99 1.20× (goal ≤ 1.5×: met)",
+		"req/s 0.90 / 1.00 / 0.45, median 0.90×; p99 1.00 / 1.20 / 3.00, median 1.20×",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -7,8 +7,9 @@
 //
 // Threading: the table is immutable and swapped atomically; requests read
 // whichever table is current when they start. Balancer state (round-robin
-// counters, active requests per upstream) is shared and lock-free on the
-// request path except for one short mutex per pick.
+// counters, active requests per upstream) is shared; a pick takes a read
+// lock and atomics. Each upstream's idle connections (upstream.go) are
+// under a mutex of their own, held only to push or pop one.
 package router
 
 import (
