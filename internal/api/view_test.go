@@ -94,13 +94,21 @@ func TestClusterViewForNodesIsRedacted(t *testing.T) {
 	if !table.Serves(&in, app.Spec.Health != nil, map[string]*model.Node{"n2": &s.Nodes[0]}) {
 		t.Fatalf("healthy running instance not served from the view: %+v", in)
 	}
+	// A second watcher shares the server's source and sees the same.
+	snaps2, err := clusterview.New(clusterview.Options{Server: srv.URL, TLS: nodeTLS}).Snapshots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, snaps2, func(s table.Snapshot) bool { return len(s.Instances) == 1 })
 	put(model.InstanceKey("shop", "db", "db-2"), model.Instance{ID: "db-2", Namespace: "shop", App: "db", Revision: 1,
 		Node: "n1", Desired: model.DesiredRun, Status: model.InstanceStatus{State: model.StateRunning}})
 	waitSnapshot(t, snaps, func(s table.Snapshot) bool { return len(s.Instances) == 2 })
+	waitSnapshot(t, snaps2, func(s table.Snapshot) bool { return len(s.Instances) == 2 })
 }
 
-// A client that has the current revision gets a progress line, not the
-// same snapshot again; bad ?after is 400.
+// A watch starts with a progress line, then the snapshot; a client that
+// has the current revision gets no snapshot until something changes. Bad
+// ?after is 400.
 func TestClusterViewResume(t *testing.T) {
 	_, st, url := newServer(t)
 	ctx := context.Background()
@@ -111,28 +119,37 @@ func TestClusterViewResume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	first := func(q string) clusterview.Line {
+	// lines reads the stream's lines for d (the stream stays open).
+	lines := func(q string, d time.Duration) []clusterview.Line {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/cluster/view?watch=true"+q, nil)
+		rctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, url+"/v1/cluster/view?watch=true"+q, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var l clusterview.Line
-		if err := decodeFirst(resp, &l); err != nil {
-			t.Fatalf("%s: %d %v", q, resp.StatusCode, err)
+		var out []clusterview.Line
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var l clusterview.Line
+			if dec.Decode(&l) != nil {
+				return out
+			}
+			out = append(out, l)
 		}
-		return l
 	}
-	if l := first(""); l.Type != clusterview.LineSnapshot || l.View == nil || len(l.View.Nodes) != 2 || l.Rev != rev {
-		t.Fatalf("fresh watch: %+v", l)
+	fresh := lines("", time.Second)
+	if len(fresh) != 2 || fresh[0].Type != clusterview.LineProgress || fresh[1].Type != clusterview.LineSnapshot ||
+		fresh[1].View == nil || len(fresh[1].View.Nodes) != 2 || fresh[1].Rev != rev {
+		t.Fatalf("fresh watch: %+v", fresh)
 	}
-	if l := first("&after=" + itoa(rev)); l.Type != clusterview.LineProgress || l.View != nil {
+	if l := lines("&after="+itoa(rev), time.Second); len(l) != 1 || l[0].Type != clusterview.LineProgress || l[0].Rev != rev {
 		t.Fatalf("resume at the current revision: %+v", l)
 	}
-	if l := first("&after=" + itoa(rev-1)); l.Type != clusterview.LineSnapshot {
+	if l := lines("&after="+itoa(rev-1), time.Second); len(l) != 2 || l[1].Type != clusterview.LineSnapshot || l[1].Rev != rev {
 		t.Fatalf("resume at an old revision: %+v", l)
 	}
 	req, _ := http.NewRequest(http.MethodGet, url+"/v1/cluster/view?watch=true&after=x", nil)
@@ -166,8 +183,3 @@ func waitSnapshot(t *testing.T, ch <-chan table.Snapshot, ok func(table.Snapshot
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// decodeFirst decodes the first NDJSON line of resp.
-func decodeFirst(resp *http.Response, v any) error {
-	return json.NewDecoder(resp.Body).Decode(v)
-}
