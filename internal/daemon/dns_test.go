@@ -135,3 +135,44 @@ func TestWaitNodeSubnet(t *testing.T) {
 		t.Fatalf("subnet %q, want 10.90.4.0/24", s)
 	}
 }
+
+// TestAgentNet: once the agent's node has a subnet, node DNS serves on
+// both gateways, the docker driver gets the berth network with node DNS
+// as its name server and driver oci gets the node network gateway.
+func TestAgentNet(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// TEST-NET-2: on no interface, bound with IP_FREEBIND.
+	if _, err := store.PutJSON(ctx, st, model.NodeKey("n1"), model.Node{Name: "n1", Subnet: "198.51.100.0/24"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	an := newAgentNet()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		an.run(runCtx, agentNetOptions{Store: st, Source: dns.NewStoreSource(st, log), Node: "n1",
+			DNS: DNSOptions{Upstreams: []string{}}, Native: NativeOptions{Bridge: "berth-test-an"}, DockerNetwork: "berth-test-an", Log: log})
+	}()
+	defer func() { stop(); <-done }()
+	n, err := an.dockerNetwork(ctx)
+	if err != nil || n == nil || n.Subnet.String() != "198.51.100.128/25" || len(n.DNS) != 1 || n.DNS[0].String() != "198.51.100.129" {
+		t.Fatalf("docker network %+v %v, want 198.51.100.128/25 with node DNS on .129", n, err)
+	}
+	if a := an.nodeDNS(ctx); a.String() != "198.51.100.1" {
+		t.Fatalf("oci DNS %v, want the native gateway 198.51.100.1", a)
+	}
+
+	// Nothing to serve or attach: ready at once, no network.
+	idle := newAgentNet()
+	idle.run(ctx, agentNetOptions{Store: st, Node: "n1", NoDocker: true, Native: NativeOptions{Disabled: true}, Log: log})
+	if n, err := idle.dockerNetwork(ctx); n != nil || err != nil {
+		t.Fatalf("idle agent: %v %v", n, err)
+	}
+}
