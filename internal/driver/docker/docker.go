@@ -59,8 +59,9 @@ type Driver struct {
 	c    *dockerclient.Client
 	node string
 	dns  []netip.Addr
-	// netMu guards net, netFrom and netReady (the network is known to
-	// exist as wanted).
+	// createMu serializes ensureNetwork; netMu guards net, netFrom and
+	// netReady (the network is known to exist as wanted).
+	createMu sync.Mutex
 	netMu    sync.Mutex
 	net      *Network
 	netFrom  func(ctx context.Context) (*Network, error)

@@ -77,25 +77,29 @@ func (d *Driver) network() *Network {
 // Docker's default bridge), asking NetworkFrom first if needed, and
 // creates it unless it exists with the wanted subnet and gateway. One
 // that berth manages with another subnet is recreated when no container
-// uses it; anything else is a clear error.
+// uses it; anything else is a clear error. netMu is never held while
+// NetworkFrom blocks or the engine is called, so Inspect and List go on.
 func (d *Driver) ensureNetwork(ctx context.Context) (*Network, error) {
+	d.createMu.Lock()
+	defer d.createMu.Unlock()
 	d.netMu.Lock()
-	defer d.netMu.Unlock()
-	if d.netFrom != nil {
-		n, err := d.netFrom(ctx)
-		if err != nil {
+	from, n, ready := d.netFrom, d.net, d.netReady
+	d.netMu.Unlock()
+	if from != nil {
+		var err error
+		if n, err = from(ctx); err != nil {
 			return nil, err
 		}
-		d.net, d.netFrom = n, nil
 	}
-	if d.net == nil || d.netReady {
-		return d.net, nil
+	if n != nil && !ready {
+		if err := d.createNetwork(ctx, n); err != nil {
+			return nil, err
+		}
 	}
-	if err := d.createNetwork(ctx, d.net); err != nil {
-		return nil, err
-	}
-	d.netReady = true
-	return d.net, nil
+	d.netMu.Lock()
+	d.net, d.netFrom, d.netReady = n, nil, true
+	d.netMu.Unlock()
+	return n, nil
 }
 
 // createNetwork makes n exist as wanted (see ensureNetwork).
