@@ -33,6 +33,18 @@ func NewRecorder(s store.Store, log *slog.Logger) *Recorder {
 
 // Record stores e, filling Time. Events get unique keys ordered by time.
 func (r *Recorder) Record(ctx context.Context, e model.Event) {
+	op, ok := r.Op(e)
+	if !ok {
+		return
+	}
+	if _, err := r.store.Txn(ctx, store.Txn{Ops: []store.Op{op}}); err != nil && ctx.Err() == nil {
+		r.log.Warn("record event", "reason", e.Reason, "err", err)
+	}
+}
+
+// Op is the write that records e (Time and Type filled as by Record), for
+// a caller that commits events in its own Txn: many writes, one sync.
+func (r *Recorder) Op(e model.Event) (store.Op, bool) {
 	if e.Time.IsZero() {
 		e.Time = r.now()
 	}
@@ -41,13 +53,16 @@ func (r *Recorder) Record(ctx context.Context, e model.Event) {
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
-		return
-	}
-	key := fmt.Sprintf("%s%020d-%06d", model.PrefixEvents, e.Time.UnixNano(), r.seq.Add(1)%1000000)
-	if _, err := r.store.Txn(ctx, store.Txn{Ops: []store.Op{store.Put(key, b)}}); err != nil && ctx.Err() == nil {
-		r.log.Warn("record event", "reason", e.Reason, "err", err)
+		return store.Op{}, false
 	}
 	r.log.Debug("event", "type", e.Type, "reason", e.Reason, "app", e.App, "instance", e.Instance, "msg", e.Message)
+	key := fmt.Sprintf("%s%020d-%06d", model.PrefixEvents, e.Time.UnixNano(), r.seq.Add(1)%1000000)
+	return store.Put(key, b), true
+}
+
+// InstanceOp is Op of a Normal event about an instance.
+func (r *Recorder) InstanceOp(inst *model.Instance, reason, format string, args ...any) (store.Op, bool) {
+	return r.Op(instanceEvent(inst, model.EventNormal, reason, fmt.Sprintf(format, args...)))
 }
 
 // Normal records a Normal event about an instance.

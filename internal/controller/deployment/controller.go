@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -200,20 +201,22 @@ func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) e
 		}
 		a.c.o.Events.Record(ctx, model.Event{Type: typ, Reason: d.Job.Reason, Namespace: app.Namespace, App: app.Name, Message: d.Job.Message})
 	}
+	var news []created
 	for i := 0; i < d.Create; i++ {
-		if err := a.create(ctx, ""); err != nil {
-			return err
-		}
+		news = append(news, a.created(""))
 	}
 	if d.CreateStable > 0 {
-		if err := a.createStable(ctx, d.StableRevision, d.CreateStable); err != nil {
+		stable, err := a.stableCreated(ctx, d.StableRevision, d.CreateStable)
+		if err != nil {
 			return err
 		}
+		news = append(news, stable...)
 	}
 	for _, node := range d.CreateOn {
-		if err := a.create(ctx, node); err != nil {
-			return err
-		}
+		news = append(news, a.created(node))
+	}
+	if err := a.create(ctx, news); err != nil {
+		return err
 	}
 	if d.DeleteApp && a.app.ModRev != 0 {
 		return a.deleteApp(ctx)
@@ -234,21 +237,59 @@ func (a *appState) remove(ctx context.Context, o *store.Object[model.Instance]) 
 	return err
 }
 
-// create stores a new instance of the current revision, pinned to
-// target when it is set (system apps).
-func (a *appState) create(ctx context.Context, target string) error {
+// created is an instance to create and the message of its Created event.
+type created struct {
+	in  model.Instance
+	msg string
+}
+
+// createBatch bounds the instances created in one Txn.
+const createBatch = 500
+
+// newInstance is a pending instance of revision rev of the app.
+func (a *appState) newInstance(rev int64, res model.Resources, target string) model.Instance {
 	app := &a.app.Value
 	now := a.c.o.Now()
-	in := model.Instance{ID: newInstanceID(app.Name), Namespace: app.Namespace, App: app.Name,
-		Revision: app.Revision, Desired: model.DesiredRun, Resources: app.Spec.Resources, TargetNode: target,
+	return model.Instance{ID: newInstanceID(app.Name), Namespace: app.Namespace, App: app.Name,
+		Revision: rev, Desired: model.DesiredRun, Resources: res, TargetNode: target,
 		Status: model.InstanceStatus{State: model.StatePending, UpdatedAt: now}, CreatedAt: now}
-	if _, err := store.PutJSON(ctx, a.c.o.Store, in.Key(), in, 0); err != nil {
-		return err
-	}
+}
+
+// created is a new instance of the current revision, pinned to target
+// when it is set (system apps).
+func (a *appState) created(target string) created {
+	app := &a.app.Value
+	c := created{in: a.newInstance(app.Revision, app.Spec.Resources, target)}
+	c.msg = fmt.Sprintf("instance created for revision %d", app.Revision)
 	if target != "" {
-		a.c.o.Events.Normal(ctx, &in, "Created", "instance created for revision %d on node %s", app.Revision, target)
-	} else {
-		a.c.o.Events.Normal(ctx, &in, "Created", "instance created for revision %d", app.Revision)
+		c.msg += " on node " + target
+	}
+	return c
+}
+
+// create stores the instances with their Created events, up to
+// createBatch of each in one Txn: one sync for the batch, where one Txn
+// per instance and per event made app creation fsync-bound.
+func (a *appState) create(ctx context.Context, news []created) error {
+	for len(news) > 0 {
+		n := min(len(news), createBatch)
+		var t store.Txn
+		for i := range news[:n] {
+			in := &news[i].in
+			b, err := json.Marshal(in)
+			if err != nil {
+				return err
+			}
+			t.Compares = append(t.Compares, store.Compare{Key: in.Key()})
+			t.Ops = append(t.Ops, store.Put(in.Key(), b))
+			if op, ok := a.c.o.Events.InstanceOp(in, "Created", "%s", news[i].msg); ok {
+				t.Ops = append(t.Ops, op)
+			}
+		}
+		if _, err := a.c.o.Store.Txn(ctx, t); err != nil {
+			return err
+		}
+		news = news[n:]
 	}
 	return nil
 }

@@ -138,23 +138,18 @@ func (a *appState) stats() map[int64]model.RevisionStats {
 	}
 }
 
-// createStable stores k new instances of revision rev (the stable set of
-// a blue/green or canary rollout), with that revision's resources.
-func (a *appState) createStable(ctx context.Context, rev int64, k int) error {
+// stableCreated are k new instances of revision rev (the stable set of a
+// blue/green or canary rollout), with that revision's resources.
+func (a *appState) stableCreated(ctx context.Context, rev int64, k int) ([]created, error) {
 	app := &a.app.Value
 	r, err := store.GetJSON[model.Revision](ctx, a.c.o.Store, model.RevisionKey(app.Namespace, app.Name, rev))
 	if err != nil {
-		return fmt.Errorf("replace stable instances of %s/%s: revision %d: %w", app.Namespace, app.Name, rev, err)
+		return nil, fmt.Errorf("replace stable instances of %s/%s: revision %d: %w", app.Namespace, app.Name, rev, err)
 	}
-	for i := 0; i < k; i++ {
-		now := a.c.o.Now()
-		in := model.Instance{ID: newInstanceID(app.Name), Namespace: app.Namespace, App: app.Name,
-			Revision: rev, Desired: model.DesiredRun, Resources: r.Value.Spec.Resources,
-			Status: model.InstanceStatus{State: model.StatePending, UpdatedAt: now}, CreatedAt: now}
-		if _, err := store.PutJSON(ctx, a.c.o.Store, in.Key(), in, 0); err != nil {
-			return err
-		}
-		a.c.o.Events.Normal(ctx, &in, "Created", "instance created for stable revision %d (the rollout to %d keeps the stable set whole)", rev, app.Revision)
+	out := make([]created, k)
+	for i := range out {
+		out[i] = created{in: a.newInstance(rev, r.Value.Spec.Resources, ""),
+			msg: fmt.Sprintf("instance created for stable revision %d (the rollout to %d keeps the stable set whole)", rev, app.Revision)}
 	}
-	return nil
+	return out, nil
 }

@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/events"
@@ -125,14 +124,30 @@ func (c *Controller) spec(ctx context.Context, cache map[string]*model.AppSpec, 
 	return &o.Value.Spec, nil
 }
 
+// commitBatch bounds the placements committed in one Txn (with their
+// events), so a plan of 100,000 instances is not one giant transaction.
+const commitBatch = 2000
+
+// commit stores the plan in Txns of up to commitBatch placements. Each is
+// guarded on its own: its instances' ModRevs and its nodes' placement
+// keys, which earlier batches of this plan moved forward (placeRev is
+// updated), so a batch is refused if anyone else placed on its nodes.
 func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[string]*store.Object[model.Instance], placeRev map[string]store.KV) error {
-	if len(plan.Placements) == 0 {
-		return nil
+	ps := plan.Placements
+	for len(ps) > 0 {
+		n := min(len(ps), commitBatch)
+		if err := c.commitBatch(ctx, ps[:n], byID, placeRev); err != nil {
+			return err
+		}
+		ps = ps[n:]
 	}
+	return nil
+}
+
+func (c *Controller) commitBatch(ctx context.Context, ps []scheduler.Placement, byID map[string]*store.Object[model.Instance], placeRev map[string]store.KV) error {
 	var t store.Txn
-	bumped := map[string]bool{}
-	placed := make([]model.Instance, 0, len(plan.Placements))
-	for _, p := range plan.Placements {
+	bumped := map[string][]byte{}
+	for _, p := range ps {
 		o := byID[p.InstanceID]
 		in := o.Value
 		in.Node, in.HostPorts, in.GPUs, in.PlacementMessage = p.Node, p.HostPorts, p.GPUs, ""
@@ -142,37 +157,29 @@ func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[s
 		}
 		t.Compares = append(t.Compares, store.Compare{Key: in.Key(), ModRev: o.ModRev})
 		t.Ops = append(t.Ops, store.Put(in.Key(), b))
-		placed = append(placed, in)
-		if !bumped[p.Node] {
-			bumped[p.Node] = true
+		// One Scheduled event per placement, in the same Txn: one sync
+		// for the batch and its explanations.
+		if op, ok := c.o.Events.InstanceOp(&in, "Scheduled", "placed on node %s%s%s", in.Node, hostPortsSuffix(in.HostPorts), gpusSuffix(in.GPUs)); ok {
+			t.Ops = append(t.Ops, op)
+		}
+		if _, ok := bumped[p.Node]; !ok {
 			kv := placeRev[p.Node]
 			n, _ := strconv.ParseInt(string(kv.Value), 10, 64)
+			next := []byte(strconv.FormatInt(n+1, 10))
+			bumped[p.Node] = next
 			t.Compares = append(t.Compares, store.Compare{Key: model.PlacementKey(p.Node), ModRev: kv.ModRev})
-			t.Ops = append(t.Ops, store.Put(model.PlacementKey(p.Node), []byte(strconv.FormatInt(n+1, 10))))
+			t.Ops = append(t.Ops, store.Put(model.PlacementKey(p.Node), next))
 		}
 	}
-	if _, err := c.o.Store.Txn(ctx, t); err != nil {
+	rev, err := c.o.Store.Txn(ctx, t)
+	if err != nil {
 		return err
 	}
-	// One event per placement, recorded concurrently so the store can
-	// commit them in groups: one at a time, their syncs would cost more
-	// than the whole plan.
-	sem := make(chan struct{}, eventWriters)
-	var wg sync.WaitGroup
-	for i := range placed {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(in *model.Instance) {
-			defer func() { <-sem; wg.Done() }()
-			c.o.Events.Normal(ctx, in, "Scheduled", "placed on node %s%s%s", in.Node, hostPortsSuffix(in.HostPorts), gpusSuffix(in.GPUs))
-		}(&placed[i])
+	for node, v := range bumped {
+		placeRev[node] = store.KV{Key: model.PlacementKey(node), Value: v, ModRev: rev}
 	}
-	wg.Wait()
 	return nil
 }
-
-// eventWriters bounds the concurrent event writes of one commit.
-const eventWriters = 64
 
 func hostPortsSuffix(ports map[string]int) string {
 	if len(ports) == 0 {
