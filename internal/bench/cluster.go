@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +23,8 @@ import (
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/remote"
 )
 
 // ClusterOptions configure RunCluster.
@@ -48,13 +53,16 @@ type ClusterResult struct {
 	Nodes, Instances int
 	// JoinAll is the time until every agent had joined and was ready.
 	JoinAll time.Duration
+	// ApplyAll is the time the apps took to apply (applyWorkers clients).
+	ApplyAll time.Duration
 	// PlacementsPerSec: instances placed per second from the first
 	// apply until all were placed.
 	PlacementsPerSec float64
 	// SubmitToRunning percentiles: app applied → instance running.
 	P50, P99, Max time.Duration
-	// ServerRSS is the server process's resident memory at the end.
-	ServerRSS int64
+	// ServerRSS is the server process's resident memory at the end;
+	// ServerPeakRSS its high-water mark (VmHWM).
+	ServerRSS, ServerPeakRSS int64
 	// StoreBytes is the size of the server's store file.
 	StoreBytes int64
 }
@@ -101,10 +109,11 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 		return res, err
 	}
 	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	c, url, err := waitServer(ctx, ctxFile, srv)
+	c, cc, err := waitServer(ctx, ctxFile)
 	if err != nil {
 		return res, err
 	}
+	url := cc.Server
 	tok, err := c.CreateToken(ctx, "1h", "bench")
 	if err != nil {
 		return res, err
@@ -145,105 +154,174 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	res.JoinAll = time.Since(t0)
 	fmt.Fprintln(o.Out)
 
-	apps := (o.Instances + o.PerApp - 1) / o.PerApp
-	submitted := map[string]time.Time{}
-	start := time.Now()
-	for a := 0; a < apps; a++ {
-		n := min(o.PerApp, o.Instances-a*o.PerApp)
-		name := fmt.Sprintf("bench-%04d", a)
-		spec := fmt.Sprintf("name: %s\ndriver: mock\nimage: bench/mock\ninstances: %d\nresources: {cpu: 0.01, memory: 6Mi}\n", name, n)
-		submitted[name] = time.Now()
-		if _, err := c.Apply(ctx, "", []byte(spec)); err != nil {
-			return res, fmt.Errorf("apply %s: %w", name, err)
-		}
+	// The admin watches every instance change: placement and start are
+	// timed as they happen, without polling the server.
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(cc.CA))
+	admin := remote.New(remote.Options{Server: url, Token: cc.Token, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Log: quiet})
+	defer admin.Close()
+	from, err := admin.Rev(ctx)
+	if err != nil {
+		return res, err
 	}
-	var placedAt time.Time
-	var lat []time.Duration
-	if err := poll(ctx, 30*time.Minute, func() (bool, error) {
-		var list []model.Instance
-		for name := range submitted {
-			l, err := c.Instances(ctx, "", name)
-			if err != nil {
-				return false, err
-			}
-			list = append(list, l...)
-		}
-		placed, running := 0, 0
-		lat = lat[:0]
-		for _, in := range list {
-			if in.Node != "" {
-				placed++
-			}
-			if in.Status.State == model.StateRunning {
-				running++
-				lat = append(lat, in.Status.UpdatedAt.Sub(submitted[in.App]))
-			}
-		}
-		if placed >= o.Instances && placedAt.IsZero() {
-			placedAt = time.Now()
-		}
-		fmt.Fprintf(o.Out, "\rplaced %d, running %d of %d   ", placed, running, o.Instances)
-		return running >= o.Instances, nil
-	}); err != nil {
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	events, err := admin.Watch(wctx, model.PrefixInstances, from)
+	if err != nil {
+		return res, err
+	}
+	tr := &tracker{submitted: map[string]time.Time{}, placed: map[string]bool{}, running: map[string]bool{}}
+	apps := (o.Instances + o.PerApp - 1) / o.PerApp
+	start := time.Now()
+	if err := applyApps(ctx, c, o, apps, tr); err != nil {
+		return res, err
+	}
+	res.ApplyAll = time.Since(start)
+	if err := tr.follow(ctx, events, o, 30*time.Minute); err != nil {
 		return res, err
 	}
 	fmt.Fprintln(o.Out)
-	res.PlacementsPerSec = float64(o.Instances) / placedAt.Sub(start).Seconds()
+	res.PlacementsPerSec = float64(o.Instances) / tr.lastPlaced.Sub(start).Seconds()
+	lat := tr.lat
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	if len(lat) > 0 {
 		res.P50, res.P99, res.Max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	}
-	res.ServerRSS = rss(srv.Process.Pid)
+	res.ServerRSS = procStatus(srv.Process.Pid, "VmRSS")
+	res.ServerPeakRSS = procStatus(srv.Process.Pid, "VmHWM")
 	if st, err := os.Stat(filepath.Join(dir, "server", "berth.db")); err == nil {
 		res.StoreBytes = st.Size()
 	}
 	return res, nil
 }
 
-func waitServer(ctx context.Context, ctxFile string, srv *exec.Cmd) (*client.Client, string, error) {
+// tracker times every instance from its app's submission to placement
+// and to running, from the admin's watch.
+type tracker struct {
+	mu         sync.Mutex
+	submitted  map[string]time.Time // app → when its apply was sent
+	placed     map[string]bool      // instance keys
+	running    map[string]bool
+	lat        []time.Duration // submit → running
+	lastPlaced time.Time
+}
+
+func (tr *tracker) submit(app string) {
+	tr.mu.Lock()
+	tr.submitted[app] = time.Now()
+	tr.mu.Unlock()
+}
+
+// follow consumes instance events until every instance runs, printing
+// progress every second.
+func (tr *tracker) follow(ctx context.Context, events <-chan store.Event, o ClusterOptions, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for len(tr.running) < o.Instances {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("gave up after %s: %d placed, %d running of %d", timeout, len(tr.placed), len(tr.running), o.Instances)
+		case <-tick.C:
+			fmt.Fprintf(o.Out, "\rplaced %d, running %d of %d   ", len(tr.placed), len(tr.running), o.Instances)
+		case ev, ok := <-events:
+			if !ok {
+				return fmt.Errorf("the instance watch ended")
+			}
+			if ev.Type == store.EventPut {
+				tr.see(ev.KV, time.Now())
+			}
+		}
+	}
+	fmt.Fprintf(o.Out, "\rplaced %d, running %d of %d   ", len(tr.placed), len(tr.running), o.Instances)
+	return nil
+}
+
+func (tr *tracker) see(kv store.KV, at time.Time) {
+	var in model.Instance
+	if json.Unmarshal(kv.Value, &in) != nil {
+		return
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if in.Node != "" && !tr.placed[kv.Key] {
+		tr.placed[kv.Key] = true
+		tr.lastPlaced = at
+	}
+	if in.Status.State == model.StateRunning && !tr.running[kv.Key] {
+		tr.running[kv.Key] = true
+		tr.lat = append(tr.lat, at.Sub(tr.submitted[in.App]))
+	}
+}
+
+// applyWorkers is how many clients apply apps at once, as many users do.
+const applyWorkers = 8
+
+// applyApps applies the benchmark's apps from applyWorkers clients.
+func applyApps(ctx context.Context, c *client.Client, o ClusterOptions, apps int, tr *tracker) error {
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < applyWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range next {
+				n := min(o.PerApp, o.Instances-a*o.PerApp)
+				name := fmt.Sprintf("bench-%04d", a)
+				spec := fmt.Sprintf("name: %s\ndriver: mock\nimage: bench/mock\ninstances: %d\nresources: {cpu: 0.01, memory: 6Mi}\n", name, n)
+				tr.submit(name)
+				if _, err := c.Apply(ctx, "", []byte(spec)); err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, fmt.Errorf("apply %s: %w", name, err))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for a := 0; a < apps && ctx.Err() == nil; a++ {
+		next <- a
+	}
+	close(next)
+	wg.Wait()
+	return cmp.Or(firstErr, ctx.Err())
+}
+
+// serverContext is what the server writes for the CLI.
+type serverContext struct{ Server, Token, CA string }
+
+func waitServer(ctx context.Context, ctxFile string) (*client.Client, serverContext, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if b, err := os.ReadFile(ctxFile); err == nil {
-			var cc struct{ Server, Token, CA string }
+			var cc serverContext
 			if json.Unmarshal(b, &cc) == nil && cc.CA != "" {
 				c, err := client.NewTLS(cc.Server, cc.Token, []byte(cc.CA))
 				if err != nil {
-					return nil, "", err
+					return nil, cc, err
 				}
 				if _, err := c.Version(ctx); err == nil {
-					return c, cc.Server, nil
+					return c, cc, nil
 				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return nil, "", fmt.Errorf("berth server did not come up")
+	return nil, serverContext{}, fmt.Errorf("berth server did not come up")
 }
 
-func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		_ = err
-		time.Sleep(time.Second)
-	}
-	return fmt.Errorf("gave up after %s", timeout)
-}
-
-// rss reads VmRSS of pid in bytes.
-func rss(pid int) int64 {
+// procStatus reads a size field (VmRSS, VmHWM) of pid's status in bytes.
+func procStatus(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(v)
 			if len(f) > 0 {
 				kb, _ := strconv.ParseInt(f[0], 10, 64)
@@ -256,8 +334,33 @@ func rss(pid int) int64 {
 
 // PrintClusterTable prints r as a table.
 func PrintClusterTable(w io.Writer, r ClusterResult) {
-	fmt.Fprintf(w, "nodes\tinstances\tjoin all\tplacements/s\tsubmit→running p50\tp99\tmax\tserver RSS\tstore\n")
-	fmt.Fprintf(w, "%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%.0f MiB\t%.1f MiB\n", r.Nodes, r.Instances, r.JoinAll.Round(time.Millisecond),
+	fmt.Fprintf(w, "nodes\tinstances\tjoin all\tapply all\tplacements/s\tsubmit→running p50\tp99\tmax\tserver RSS (peak)\tstore\n")
+	fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%.0f\t%s\t%s\t%s\t%.0f MiB (%.0f)\t%.1f MiB\n", r.Nodes, r.Instances, r.JoinAll.Round(time.Millisecond), r.ApplyAll.Round(time.Millisecond),
 		r.PlacementsPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond),
-		float64(r.ServerRSS)/(1<<20), float64(r.StoreBytes)/(1<<20))
+		float64(r.ServerRSS)/(1<<20), float64(r.ServerPeakRSS)/(1<<20), float64(r.StoreBytes)/(1<<20))
+}
+
+// poll calls cond every second until it holds, ctx ends or timeout.
+func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ok, _ := cond(); ok {
+			return nil
+		}
+		if !sleepCtx(ctx, time.Second) {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("gave up after %s", timeout)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
