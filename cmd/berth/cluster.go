@@ -145,6 +145,7 @@ with backoff and catches up.`,
 	f.BoolVar(&noNative, "no-native", false, "docker only: no image store, node network, driver oci or process")
 	f.BoolVar(&o.NoDocker, "no-docker", false, "leave the docker driver out")
 	nodeDNSFlags(f, &o.DNS, &o.DockerNetwork)
+	f.BoolVar(&o.Isolation.Disabled, "no-isolation", false, "let traffic between app networks pass (no nftables table berth)")
 	f.BoolVar(&o.Native.NoNetwork, "no-node-network", false, "no node network: process instances share the host's network (no published ports)")
 	f.StringVar(&o.Native.Bridge, "bridge", "", "node network bridge for oci and process instances (default berth0)")
 	f.StringVar(&subnet, "bridge-subnet", "", "IPv4 subnet of the node network if the server allocates this node none within --subnet-wait (default 10.89.0.0/24); normally the bridge gets the first half of the node's subnet")

@@ -96,6 +96,7 @@ starting it again reattaches to them without restarting any.`,
 	f.StringVar(&imageMax, "image-store-max", "", "evict least recently used unused images past this size (e.g. 20Gi); unreferenced layers are always collected")
 	f.DurationVar(&o.Native.ImageGCInterval, "image-gc-interval", 10*time.Minute, "how often the image store is collected")
 	nodeDNSFlags(f, &o.DNS, &o.DockerNetwork)
+	f.BoolVar(&o.Isolation.Disabled, "no-isolation", false, "let traffic between app networks pass (no nftables table berth)")
 	f.BoolVar(&o.DNS.NoDocker, "no-dns-docker", false, "do not serve node DNS on the docker0 gateway when there is no berth Docker network (docker containers keep the engine's default DNS)")
 	f.StringSliceVar(&o.Native.InsecureRegistries, "insecure-registry", nil, "registry host[:port] spoken to over plain HTTP (loopback always is)")
 	return cmd

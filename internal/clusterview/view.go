@@ -62,11 +62,12 @@ func Redact(s table.Snapshot) View {
 	return v
 }
 
-// redactApp keeps an app's identity, ports, routes, bindings, driver and
-// whether it has a health check (readiness depends on it), not the check.
+// redactApp keeps an app's identity, ports, routes, bindings, driver,
+// network and allowFrom (isolation), and whether it has a health check
+// (readiness depends on it), not the check.
 func redactApp(a *model.App) model.App {
 	spec := model.AppSpec{Name: a.Spec.Name, Namespace: a.Spec.Namespace, Ports: a.Spec.Ports,
-		Routes: a.Spec.Routes, Bind: a.Spec.Bind, Driver: a.Spec.Driver}
+		Routes: a.Spec.Routes, Bind: a.Spec.Bind, Driver: a.Spec.Driver, Network: a.Spec.Network, AllowFrom: a.Spec.AllowFrom}
 	if a.Spec.Health != nil {
 		spec.Health = &model.HealthCheck{}
 	}

@@ -49,6 +49,8 @@ type AgentOptions struct {
 	DockerNetwork string
 	// DNS configures node DNS, served from the server's cluster view.
 	DNS DNSOptions
+	// Isolation configures network isolation between apps.
+	Isolation IsolationOptions
 	// MockImages, when set, adds the mock driver with these images (for
 	// tests and simulations; workloads live in the agent's memory).
 	MockImages []string
@@ -124,6 +126,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go id.renewLoop(ctx, o.Log, st.Reconnect)
+	defer startIsolation(ctx, clusterview.New(clusterview.Options{Server: o.Server, TLS: id.tlsConfig(), Log: o.Log}), o.NodeName, o.Native, o.Isolation, o.Log)()
 	if nat.lazy != nil {
 		nn := &nodeNet{st: st, node: o.NodeName, address: o.Address, nat: nat, opts: o.Native, log: o.Log}
 		go nn.run(ctx)

@@ -67,6 +67,8 @@ type Options struct {
 	NodeLabels map[string]string
 	// DNS configures the node DNS server (<app>.<namespace>.berth).
 	DNS DNSOptions
+	// Isolation configures network isolation between apps.
+	Isolation IsolationOptions
 	// DockerNetwork names the berth Docker network docker containers use
 	// (the docker half of the node subnet; default docker.DefaultNetworkName).
 	DockerNetwork string
@@ -199,6 +201,7 @@ func RunUp(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer startIsolation(ctx, router.NewStoreSource(st, o.Log), o.NodeName, o.Native, o.Isolation, o.Log)()
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }

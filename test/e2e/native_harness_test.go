@@ -100,6 +100,7 @@ func (b *berth) purgeNative() {
 	}
 	unmountBelow(b.dataDir)
 	_ = exec.Command("ip", "link", "del", b.bridge).Run()
+	_ = exec.Command("nft", "delete", "table", "inet", "berth-"+b.bridge).Run() // isolation, left by a kill
 }
 
 // unmountBelow detaches every mount below dir, deepest first.

@@ -20,6 +20,8 @@ const DefaultTable = "berth"
 const (
 	setLocal    = "local"
 	setSources  = "sources"
+	setRanges   = "ranges"
+	setExempt   = "exempt"
 	mapDispatch = "dispatch"
 	chainName   = "isolate"
 )
@@ -39,7 +41,9 @@ const ipsDstNAT = 1 << 5
 // Applier loads Rulesets into one nftables table of the inet family, in
 // the network namespace of the calling process. Every Apply replaces the
 // table in one netlink transaction, so the kernel never holds half a
-// ruleset and rules of an earlier run never survive. Not safe for
+// ruleset and rules of an earlier run never survive. The table stays
+// until Remove, also when the process dies (a killed berth's workloads
+// stay isolated; its next start takes the table over). Not safe for
 // concurrent use.
 type Applier struct {
 	conn    *nftables.Conn
@@ -62,18 +66,29 @@ func NewApplier(name string, opts ...nftables.ConnOption) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &Applier{conn: c, table: &nftables.Table{Name: name, Family: nftables.TableFamilyINet}}, nil
+	a := &Applier{conn: c, table: &nftables.Table{Name: name, Family: nftables.TableFamilyINet}}
+	return a, nil
 }
 
 // Table is the table's name.
 func (a *Applier) Table() string { return a.table.Name }
 
-// Apply makes the table hold exactly r. It does nothing when r equals
-// what the last successful Apply loaded.
-func (a *Applier) Apply(r Ruleset) error {
+// Apply makes the table hold exactly r and reports whether it loaded
+// anything: not when r equals what the last successful Apply loaded.
+func (a *Applier) Apply(r Ruleset) (bool, error) {
 	if a.applied != nil && a.applied.Equal(r) {
-		return nil
+		return false, nil
 	}
+	if err := a.load(r); err != nil {
+		a.applied = nil
+		return false, err
+	}
+	a.applied = &r
+	return true, nil
+}
+
+// load replaces the table with r in one transaction.
+func (a *Applier) load(r Ruleset) error {
 	c, t := a.conn, a.table
 	// Create-then-delete makes the delete valid whether or not the table
 	// exists; all of it commits as one transaction in Flush.
@@ -86,6 +101,13 @@ func (a *Applier) Apply(r Ruleset) error {
 		return addSet(c, sets[name], addrElems(addrs))
 	}
 	if err := addAddrSet(setSources, r.Sources); err != nil {
+		return err
+	}
+	if err := addAddrSet(setExempt, r.Exempt); err != nil {
+		return err
+	}
+	sets[setRanges] = &nftables.Set{Table: t, Name: setRanges, KeyType: nftables.TypeIPAddr, Interval: true}
+	if err := addSet(c, sets[setRanges], rangeElems(r.Ranges)); err != nil {
 		return err
 	}
 	local := make([]netip.Addr, 0, len(r.Dests))
@@ -120,14 +142,12 @@ func (a *Applier) Apply(r Ruleset) error {
 	policy := nftables.ChainPolicyAccept
 	base := c.AddChain(&nftables.Chain{Name: chainName, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &policy})
-	for _, exprs := range rules(dispatch, sets[setLocal], sets[setSources]) {
+	for _, exprs := range rules(dispatch, sets) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: base, Exprs: exprs})
 	}
 	if err := c.Flush(); err != nil {
-		a.applied = nil
 		return fmt.Errorf("nftables: load table inet %s: %w", t.Name, err)
 	}
-	a.applied = &r
 	return nil
 }
 
@@ -169,6 +189,21 @@ func addrElems(addrs []netip.Addr) []nftables.SetElement {
 	return out
 }
 
+// rangeElems are the interval elements of ranges (sorted, disjoint): a
+// start element and an end element one past the last address.
+func rangeElems(ranges []netip.Prefix) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, p := range ranges {
+		out = append(out, nftables.SetElement{Key: addr(p.Addr())})
+		b := p.Addr().As4()
+		last := binaryutil.BigEndian.Uint32(b[:]) | (1<<(32-p.Bits()) - 1)
+		if last != ^uint32(0) {
+			out = append(out, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(last + 1), IntervalEnd: true})
+		}
+	}
+	return out
+}
+
 func addr(a netip.Addr) []byte {
 	b := a.As4()
 	return b[:]
@@ -187,9 +222,11 @@ const (
 //
 //	ct state established,related accept
 //	ct status dnat accept
+//	meta nfproto ipv4 ip saddr @exempt accept
 //	meta nfproto ipv4 ip daddr vmap @dispatch   (jump to:  ip saddr @<group> accept ...)
 //	meta nfproto ipv4 ip daddr @local ip saddr @sources drop
-func rules(dispatch, local, sources *nftables.Set) [][]expr.Any {
+//	meta nfproto ipv4 ip daddr @local ip saddr @ranges drop
+func rules(dispatch *nftables.Set, sets map[string]*nftables.Set) [][]expr.Any {
 	ctBits := func(key expr.CtKey, mask uint32) []expr.Any {
 		return []expr.Any{
 			&expr.Ct{Register: reg1, Key: key},
@@ -202,14 +239,18 @@ func rules(dispatch, local, sources *nftables.Set) [][]expr.Any {
 	jump := append(ipv4(),
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOffset, Len: 4},
 		&expr.Lookup{SourceRegister: reg1, SetName: dispatch.Name, SetID: dispatch.ID, DestRegister: 0, IsDestRegSet: true})
-	drop := append(ipv4(), matchAddr(daddrOffset, local)...)
-	drop = append(drop, matchAddr(saddrOffset, sources)...)
-	drop = append(drop, &expr.Verdict{Kind: expr.VerdictDrop})
+	drop := func(from *nftables.Set) []expr.Any {
+		d := append(ipv4(), matchAddr(daddrOffset, sets[setLocal])...)
+		d = append(d, matchAddr(saddrOffset, from)...)
+		return append(d, &expr.Verdict{Kind: expr.VerdictDrop})
+	}
 	return [][]expr.Any{
 		ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
 		ctBits(expr.CtKeySTATUS, ipsDstNAT),
+		append(append(ipv4(), matchAddr(saddrOffset, sets[setExempt])...), accept()),
 		jump,
-		drop,
+		drop(sets[setSources]),
+		drop(sets[setRanges]),
 	}
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -105,7 +106,10 @@ func TestApplierIsolatesBridgedTraffic(t *testing.T) {
 		t.Fatal("no connectivity before any policy; the lab is broken")
 	}
 	ap := l.applier()
-	if err := ap.Apply(Build("n1", apps, insts)); err != nil {
+	// c1 is on the bridge but not (yet) a known instance: in the range.
+	c1 := l.workload("c1", "10.77.0.9")
+	in := Input{Node: "n1", Apps: apps, Instances: insts, Ranges: []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24")}}
+	if _, err := ap.Apply(Build(in)); err != nil {
 		t.Fatal(err)
 	}
 	check := func(stage string, want map[[2]string]bool) {
@@ -120,19 +124,26 @@ func TestApplierIsolatesBridgedTraffic(t *testing.T) {
 		{a1, "10.77.0.3"}: true, {a2, "10.77.0.2"}: true, // inside network a
 		{a1, "10.77.0.4"}: false, {b1, "10.77.0.2"}: false, // across
 		{l.node, "10.77.0.4"}: true, {b1, "10.77.0.1"}: true, // host and gateway
+		{c1, "10.77.0.2"}: false, // unknown address in the node's range
 	})
 
+	if changed, err := ap.Apply(Build(in)); changed || err != nil {
+		t.Errorf("Apply of the same ruleset: changed=%v err=%v, want a no-op", changed, err)
+	}
+
 	// y grants network a: a → b works (replies too), b → a still not.
-	apps[1].Spec.AllowFrom = []model.NetworkPeer{{Network: "a"}}
-	if err := ap.Apply(Build("n1", apps, insts)); err != nil {
+	in.Apps[1].Spec.AllowFrom = []model.NetworkPeer{{Network: "a"}}
+	if _, err := ap.Apply(Build(in)); err != nil {
 		t.Fatal(err)
 	}
 	check("granted", map[[2]string]bool{{a1, "10.77.0.4"}: true, {a2, "10.77.0.4"}: true, {b1, "10.77.0.2"}: false})
 
-	// A new applier (a restart) replaces the table: the grant is gone.
-	apps[1].Spec.AllowFrom = nil
+	// The table outlives its applier (a killed berth); a new applier (the
+	// restart) replaces it: the grant is gone.
+	ap.Close()
+	in.Apps[1].Spec.AllowFrom = nil
 	ap2 := l.applier()
-	if err := ap2.Apply(Build("n1", apps, insts)); err != nil {
+	if _, err := ap2.Apply(Build(in)); err != nil {
 		t.Fatal(err)
 	}
 	check("after restart", map[[2]string]bool{{a1, "10.77.0.4"}: false, {a1, "10.77.0.3"}: true})
@@ -167,16 +178,33 @@ func TestApplierLargeSets(t *testing.T) {
 		}
 		insts = append(insts, inst("a", "x", node, ip, model.StateRunning))
 	}
-	r := Build("n1", []model.App{app("a", "x", "")}, insts)
+	r := Build(Input{Node: "n1", Apps: []model.App{app("a", "x", "")}, Instances: insts})
 	if len(r.Sources) != 3000 || len(r.Dests) != 40 {
 		t.Fatalf("want 3000 sources and 40 local, got %d and %d", len(r.Sources), len(r.Dests))
 	}
 	ap := l.applier()
-	if err := ap.Apply(r); err != nil {
+	if _, err := ap.Apply(r); err != nil {
 		t.Fatal(err)
 	}
 	out := l.run("ip", "netns", "exec", l.node, "nft", "list", "set", "inet", "berth", "sources")
 	if n := strings.Count(out, ","); n != 2999 {
 		t.Errorf("sources set has %d elements, want 3000", n+1)
+	}
+}
+
+func TestApplierTakesOverAStaleTable(t *testing.T) {
+	l := newLab(t)
+	nft := func(args ...string) string {
+		return l.run("ip", append([]string{"netns", "exec", l.node, "nft"}, args...)...)
+	}
+	// An unowned table, as an older berth or a hand edit leaves it.
+	nft("add", "table", "inet", "berth")
+	nft("add", "chain", "inet", "berth", "stale", "{ type filter hook forward priority 0; policy drop; }")
+	ap := l.applier()
+	if _, err := ap.Apply(Build(Input{Node: "n1"})); err != nil {
+		t.Fatal(err)
+	}
+	if out := nft("list", "table", "inet", "berth"); strings.Contains(out, "stale") {
+		t.Errorf("stale chain survived:\n%s", out)
 	}
 }

@@ -7,6 +7,7 @@
 package policy
 
 import (
+	"cmp"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -15,13 +16,21 @@ import (
 )
 
 // Ruleset is what one node enforces. A packet towards a Dest whose
-// source is in Sources passes only when the source is in one of the groups
-// the Dest's chain accepts (or it belongs to a connection already
-// accepted, or to a published port). Everything else (host, gateways,
-// routers, clients outside the cluster) is not policed.
+// source is in Sources or Ranges (and not Exempt) passes only when the
+// source is in one of the groups the Dest's chain accepts (or it belongs
+// to a connection already accepted, or to a published port). Everything
+// else (host, gateways, routers, clients outside the cluster) is not
+// policed.
 type Ruleset struct {
 	// Sources are every instance address in the cluster, sorted.
 	Sources []netip.Addr
+	// Ranges are the instance address ranges of the nodes, sorted, so an
+	// instance whose address is not known yet is policed too (it belongs
+	// to no group).
+	Ranges []netip.Prefix
+	// Exempt are each range's first two addresses (the overlay's and the
+	// gateway's: the hosts themselves), sorted.
+	Exempt []netip.Addr
 	// Groups are source addresses, each list sorted, by group name:
 	// "net.<network>" for a network's instances and "app.<namespace>.<app>"
 	// for an app's. Only groups some chain accepts are listed.
@@ -50,7 +59,14 @@ func (r Ruleset) Allowed(src, dst netip.Addr) bool {
 	if !local {
 		return true
 	}
-	if _, policed := slices.BinarySearchFunc(r.Sources, src, netip.Addr.Compare); !policed {
+	if _, exempt := slices.BinarySearchFunc(r.Exempt, src, netip.Addr.Compare); exempt {
+		return true
+	}
+	_, policed := slices.BinarySearchFunc(r.Sources, src, netip.Addr.Compare)
+	for _, p := range r.Ranges {
+		policed = policed || p.Contains(src)
+	}
+	if !policed {
 		return true
 	}
 	for _, g := range r.Chains[r.Dests[i].Chain] {
@@ -80,19 +96,33 @@ type member struct {
 	spec      *model.AppSpec // nil when the app is gone
 }
 
-// Build returns the ruleset of node: its instances (those with an IPv4
-// address that are not stopped, failed or lost) accept traffic from
+// Input is the cluster as one node sees it.
+type Input struct {
+	// Node is the node's name.
+	Node      string
+	Apps      []model.App
+	Instances []model.Instance
+	// Nodes give their subnets' halves as Ranges.
+	Nodes []model.Node
+	// Ranges are more instance address ranges (the node network's subnet
+	// when it is set apart from the node subnet).
+	Ranges []netip.Prefix
+}
+
+// Build returns the ruleset of in.Node: its instances (those with an
+// IPv4 address that are not stopped, failed or lost) accept traffic from
 // instances of their own network and of what their app's allowFrom
 // grants. An address held by instances on several nodes (e.g. Docker's
 // default bridge, the same on every host) is taken to be the local one:
 // such addresses are not routed between nodes.
-func Build(node string, apps []model.App, instances []model.Instance) Ruleset {
-	specs := make(map[[2]string]*model.AppSpec, len(apps))
-	for i := range apps {
-		specs[[2]string{apps[i].Namespace, apps[i].Name}] = &apps[i].Spec
+func Build(in Input) Ruleset {
+	node := in.Node
+	specs := make(map[[2]string]*model.AppSpec, len(in.Apps))
+	for i := range in.Apps {
+		specs[[2]string{in.Apps[i].Namespace, in.Apps[i].Name}] = &in.Apps[i].Spec
 	}
 	byAddr := map[netip.Addr]member{}
-	for _, in := range instances {
+	for _, in := range in.Instances {
 		if !in.Status.IP.Is4() || !live(in.Status.State) {
 			continue
 		}
@@ -107,6 +137,7 @@ func Build(node string, apps []model.App, instances []model.Instance) Ruleset {
 		byAddr[m.addr] = m
 	}
 	r := Ruleset{Groups: map[string][]netip.Addr{}, Chains: map[string][]string{}}
+	r.Ranges, r.Exempt = ranges(in.Nodes, in.Ranges)
 	members := map[string][]netip.Addr{}
 	for a, m := range byAddr {
 		r.Sources = append(r.Sources, a)
@@ -146,6 +177,44 @@ func Build(node string, apps []model.App, instances []model.Instance) Ruleset {
 	slices.SortFunc(r.Sources, netip.Addr.Compare)
 	slices.SortFunc(r.Dests, func(a, b Dest) int { return a.Addr.Compare(b.Addr) })
 	return r
+}
+
+// ranges are the node subnets' halves and extra, without duplicates or
+// ranges inside others, and their first two addresses.
+func ranges(nodes []model.Node, extra []netip.Prefix) ([]netip.Prefix, []netip.Addr) {
+	all := slices.Clone(extra)
+	for _, n := range nodes {
+		if n.Subnet == "" {
+			continue
+		}
+		if p, _, err := model.NativeSubnet(n.Subnet); err == nil {
+			all = append(all, p)
+		}
+		if p, _, err := model.DockerSubnet(n.Subnet); err == nil {
+			all = append(all, p)
+		}
+	}
+	var out []netip.Prefix
+	var exempt []netip.Addr
+	for _, p := range all {
+		if p.Addr().Is4() {
+			p = p.Masked()
+			out = append(out, p)
+			exempt = append(exempt, p.Addr(), p.Addr().Next())
+		}
+	}
+	// Shorter prefixes first at equal addresses, so one contained in an
+	// earlier one is dropped (prefixes nest or are disjoint).
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return cmp.Or(a.Addr().Compare(b.Addr()), a.Bits()-b.Bits()) })
+	kept := out[:0]
+	for _, p := range out {
+		if len(kept) == 0 || !kept[len(kept)-1].Overlaps(p) {
+			kept = append(kept, p)
+		}
+	}
+	out = kept
+	slices.SortFunc(exempt, netip.Addr.Compare)
+	return out, slices.Compact(exempt)
 }
 
 // prefer reports whether m should stand for its address instead of old:

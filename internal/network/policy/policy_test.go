@@ -43,6 +43,8 @@ func TestBuild(t *testing.T) {
 		name        string
 		apps        []model.App
 		instances   []model.Instance
+		nodes       []model.Node
+		ranges      []netip.Prefix
 		local       []netip.Addr
 		allow, deny []string
 	}{{
@@ -104,13 +106,24 @@ func TestBuild(t *testing.T) {
 		local: addrs("172.17.0.2", "172.17.0.3"),
 		allow: []string{"172.17.0.2>172.17.0.3"},
 	}, {
+		name:      "unknown addresses in node ranges are policed, their first two are not",
+		apps:      []model.App{app("a", "x", "")},
+		instances: []model.Instance{inst("a", "x", "n1", "10.0.0.2", run)},
+		nodes:     []model.Node{{Name: "n1", Subnet: "10.90.1.0/24"}, {Name: "n2", Subnet: "10.90.2.0/24"}, {Name: "n3"}},
+		ranges:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("10.90.1.0/25")},
+		local:     addrs("10.0.0.2"),
+		allow: []string{"10.0.0.1>10.0.0.2", "10.0.0.0>10.0.0.2", "10.90.2.0>10.0.0.2", "10.90.2.1>10.0.0.2",
+			"10.90.2.129>10.0.0.2", "10.0.1.5>10.0.0.2"},
+		deny: []string{"10.0.0.9>10.0.0.2", "10.90.2.5>10.0.0.2", "10.90.1.200>10.0.0.2"},
+	}, {
 		name:  "no instances",
 		apps:  []model.App{app("a", "x", "")},
 		allow: []string{"10.0.0.2>10.0.0.3"},
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := Build("n1", c.apps, c.instances)
+			in := Input{Node: "n1", Apps: c.apps, Instances: c.instances, Nodes: c.nodes, Ranges: c.ranges}
+			got := Build(in)
 			var local []netip.Addr
 			for _, d := range got.Dests {
 				local = append(local, d.Addr)
@@ -128,9 +141,21 @@ func TestBuild(t *testing.T) {
 					t.Errorf("%s → %s allowed, want denied (%+v)", f[0], f[1], got)
 				}
 			}
-			if again := Build("n1", c.apps, slices.Clone(c.instances)); !again.Equal(got) {
+			if again := Build(in); !again.Equal(got) {
 				t.Errorf("Build is not deterministic:\n%+v\n%+v", got, again)
 			}
 		})
+	}
+}
+
+func TestRangesAreDisjoint(t *testing.T) {
+	got, exempt := ranges([]model.Node{{Subnet: "10.90.1.0/24"}, {Subnet: "10.90.1.0/24"}, {Subnet: "bad"}},
+		[]netip.Prefix{netip.MustParsePrefix("10.90.1.0/25"), netip.MustParsePrefix("10.90.0.0/16"), netip.MustParsePrefix("10.91.0.7/24")})
+	want := []netip.Prefix{netip.MustParsePrefix("10.90.0.0/16"), netip.MustParsePrefix("10.91.0.0/24")}
+	if !slices.Equal(got, want) {
+		t.Errorf("ranges %v, want %v", got, want)
+	}
+	if !slices.Contains(exempt, netip.MustParseAddr("10.90.1.129")) || !slices.Contains(exempt, netip.MustParseAddr("10.91.0.1")) {
+		t.Errorf("exempt %v lacks the gateways", exempt)
 	}
 }
