@@ -63,6 +63,9 @@ type ClusterResult struct {
 	// ServerRSS is the server process's resident memory at the end;
 	// ServerPeakRSS its high-water mark (VmHWM).
 	ServerRSS, ServerPeakRSS int64
+	// ServerCPU is the CPU time (user+system) the server used in all,
+	// a figure less sensitive to other load on the machine than rates.
+	ServerCPU time.Duration
 	// StoreBytes is the size of the server's store file.
 	StoreBytes int64
 }
@@ -189,6 +192,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	}
 	res.ServerRSS = procStatus(srv.Process.Pid, "VmRSS")
 	res.ServerPeakRSS = procStatus(srv.Process.Pid, "VmHWM")
+	res.ServerCPU = cpuTime(srv.Process.Pid)
 	if st, err := os.Stat(filepath.Join(dir, "server", "berth.db")); err == nil {
 		res.StoreBytes = st.Size()
 	}
@@ -314,6 +318,23 @@ func waitServer(ctx context.Context, ctxFile string) (*client.Client, serverCont
 	return nil, serverContext{}, fmt.Errorf("berth server did not come up")
 }
 
+// cpuTime is pid's user+system CPU time so far.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces): utime and stime
+	// are the 14th and 15th fields in clock ticks (100 per second).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // procStatus reads a size field (VmRSS, VmHWM) of pid's status in bytes.
 func procStatus(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -334,10 +355,10 @@ func procStatus(pid int, field string) int64 {
 
 // PrintClusterTable prints r as a table.
 func PrintClusterTable(w io.Writer, r ClusterResult) {
-	fmt.Fprintf(w, "nodes\tinstances\tjoin all\tapply all\tplacements/s\tsubmit→running p50\tp99\tmax\tserver RSS (peak)\tstore\n")
-	fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%.0f\t%s\t%s\t%s\t%.0f MiB (%.0f)\t%.1f MiB\n", r.Nodes, r.Instances, r.JoinAll.Round(time.Millisecond), r.ApplyAll.Round(time.Millisecond),
+	fmt.Fprintf(w, "nodes\tinstances\tjoin all\tapply all\tplacements/s\tsubmit→running p50\tp99\tmax\tserver RSS (peak)\tserver CPU\tstore\n")
+	fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%.0f\t%s\t%s\t%s\t%.0f MiB (%.0f)\t%s\t%.1f MiB\n", r.Nodes, r.Instances, r.JoinAll.Round(time.Millisecond), r.ApplyAll.Round(time.Millisecond),
 		r.PlacementsPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond),
-		float64(r.ServerRSS)/(1<<20), float64(r.ServerPeakRSS)/(1<<20), float64(r.StoreBytes)/(1<<20))
+		float64(r.ServerRSS)/(1<<20), float64(r.ServerPeakRSS)/(1<<20), r.ServerCPU.Round(100*time.Millisecond), float64(r.StoreBytes)/(1<<20))
 }
 
 // poll calls cond every second until it holds, ctx ends or timeout.

@@ -23,7 +23,7 @@ var ErrTooOld = errors.New("fanout: revision older than the fan-out history")
 // Defaults for Options fields left zero.
 const (
 	DefaultHistory = 8192
-	DefaultBuffer  = 1024
+	DefaultBuffer  = 128
 )
 
 // Options configure a Hub.
@@ -34,7 +34,8 @@ type Options struct {
 	Route func(kv store.KV) string
 	// History is how many routed events are kept for resuming.
 	History int
-	// Buffer is how far a subscriber may lag before it is dropped.
+	// Buffer is how far a subscriber may lag behind live events before
+	// it is dropped (default 128).
 	Buffer int
 	Log    *slog.Logger
 }
@@ -217,14 +218,15 @@ func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, e
 	case after < h.floor:
 		return nil, ErrTooOld
 	}
-	s := &Sub{h: h, owner: owner, after: after, ch: make(chan store.Event, h.o.Buffer)}
+	var replay []store.Event
 	for _, e := range h.hist {
-		if e.owner == owner {
-			h.sendLocked(s, e.ev)
+		if e.owner == owner && e.ev.KV.ModRev > after {
+			replay = append(replay, e.ev)
 		}
 	}
-	if s.gone {
-		return nil, ErrTooOld // more to replay than the buffer holds
+	s := &Sub{h: h, owner: owner, after: after, ch: make(chan store.Event, len(replay)+h.o.Buffer)}
+	for _, ev := range replay {
+		s.ch <- ev
 	}
 	if h.subs[owner] == nil {
 		h.subs[owner] = map[*Sub]struct{}{}
