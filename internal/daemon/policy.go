@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/network/cni"
@@ -51,6 +53,7 @@ func startIsolation(ctx context.Context, src router.Source, node string, n Nativ
 		ap.Close()
 		return func() {}
 	}
+	checkBridgeNetfilter(log)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -108,6 +111,26 @@ func enforce(ctx context.Context, ap *policy.Applier, src router.Source, in poli
 					"local", len(r.Dests), "sources", len(r.Sources), "ranges", len(r.Ranges), "chains", len(r.Chains))
 			}
 			pending = nil
+		}
+	}
+}
+
+// bridgeNFCall is the switch that hands bridged IPv4 frames to the inet
+// hooks, so traffic between workloads on one bridge meets the table.
+const bridgeNFCall = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+// checkBridgeNetfilter turns bridgeNFCall on, or warns that same-bridge
+// traffic is not isolated when br_netfilter is missing.
+func checkBridgeNetfilter(log *slog.Logger) {
+	b, err := os.ReadFile(bridgeNFCall)
+	switch {
+	case err != nil:
+		log.Warn("network isolation: br_netfilter is not loaded, so traffic between workloads on the same node bridge is NOT isolated (modprobe br_netfilter)", "err", err)
+	case strings.TrimSpace(string(b)) != "1":
+		if err := os.WriteFile(bridgeNFCall, []byte("1"), 0o644); err != nil {
+			log.Warn("network isolation: cannot set net.bridge.bridge-nf-call-iptables=1; traffic on the same node bridge is NOT isolated", "err", err)
+		} else {
+			log.Info("network isolation: set net.bridge.bridge-nf-call-iptables=1")
 		}
 	}
 }
