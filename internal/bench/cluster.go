@@ -130,11 +130,17 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			err := daemon.RunAgent(actx, daemon.AgentOptions{Server: url, JoinToken: tok.Token, NodeName: fmt.Sprintf("sim-%05d", i),
-				DataDir: filepath.Join(dir, "agents", strconv.Itoa(i)), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
-				MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet, Simulated: true})
-			if err != nil && actx.Err() == nil {
-				fmt.Fprintf(o.Out, "agent %d: %v\n", i, err)
+			// A join that times out on a busy machine is retried, as an
+			// operator would.
+			for try := 1; try <= agentTries && actx.Err() == nil; try++ {
+				err := daemon.RunAgent(actx, daemon.AgentOptions{Server: url, JoinToken: tok.Token, NodeName: fmt.Sprintf("sim-%05d", i),
+					DataDir: filepath.Join(dir, "agents", strconv.Itoa(i)), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
+					MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet, Simulated: true})
+				if err == nil || actx.Err() != nil {
+					return
+				}
+				fmt.Fprintf(o.Out, "agent %d (try %d of %d): %v\n", i, try, agentTries, err)
+				sleepCtx(actx, time.Duration(try)*time.Second)
 			}
 		}(i)
 		if i%50 == 49 {
@@ -260,6 +266,9 @@ func (tr *tracker) see(kv store.KV, at time.Time) {
 		tr.lat = append(tr.lat, at.Sub(tr.submitted[in.App]))
 	}
 }
+
+// agentTries bounds how often a simulated agent is started.
+const agentTries = 5
 
 // applyWorkers is how many clients apply apps at once, as many users do.
 const applyWorkers = 8
