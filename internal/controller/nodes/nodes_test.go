@@ -109,3 +109,49 @@ func TestUnreachableThenDownThenRecoverWithHysteresis(t *testing.T) {
 	put(t0.Add(36 * time.Second))
 	step(36*time.Second, model.NodeReady)
 }
+
+// Heartbeats kept in memory (Liveness) count as much as stored ones: a
+// node whose object was last written an hour ago but that beats in
+// memory stays ready; one that stops beating goes down after the grace.
+func TestHeartbeatsInMemoryKeepNodesReady(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	for _, name := range []string{"beating", "stopped"} {
+		n := model.Node{Name: name, Status: model.NodeReady, LastHeartbeat: t0.Add(-time.Hour)}
+		if _, err := store.PutJSON(ctx, st, model.NodeKey(name), n, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := NewLiveness()
+	c := New(Options{Store: st, Events: events.NewRecorder(st, nil), Grace: 30 * time.Second, Now: func() time.Time { return now }, Liveness: live})
+	c.started = t0.Add(-time.Hour) // past the start-up grace
+	live.Beat("stopped", t0)
+	for i := 0; i <= 40; i += 5 {
+		now = t0.Add(time.Duration(i) * time.Second)
+		live.Beat("beating", now)
+		if _, err := c.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]string{"beating": model.NodeReady, "stopped": model.NodeDown} {
+		o, err := store.GetJSON[model.Node](ctx, st, model.NodeKey(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Value.Status != want {
+			t.Errorf("%s is %s, want %s", name, o.Value.Status, want)
+		}
+		if !o.Value.LastHeartbeat.Equal(t0.Add(-time.Hour)) {
+			t.Errorf("%s: the stored heartbeat was rewritten to %s", name, o.Value.LastHeartbeat)
+		}
+	}
+	if got := live.Last("beating", t0.Add(-time.Hour)); !got.Equal(now) {
+		t.Errorf("Last = %s, want the in-memory beat %s", got, now)
+	}
+}

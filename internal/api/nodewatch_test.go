@@ -1,0 +1,115 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/remote"
+)
+
+// An agent's watch of /instances/ (served by the per-node fan-out) carries
+// the changes of its own instances only: puts, and deletes of instances
+// that were its; another node's and unplaced instances never show.
+func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
+	c, ca, srv := tlsServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeStore := func(name string) *remote.Store {
+		code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, name, nil)
+		if code != http.StatusOK {
+			t.Fatalf("join %s: %d %s", name, code, body)
+		}
+		cert, err := tls.X509KeyPair([]byte(jr.CertPEM), keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := remote.New(remote.Options{Server: srv.URL, TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}})
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	n1, n2 := nodeStore("n1"), nodeStore("n2")
+	admin := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})
+	defer admin.Close()
+	inst := func(id, node string) model.Instance {
+		return model.Instance{ID: id, Namespace: model.DefaultNamespace, App: "web", Revision: 1, Node: node}
+	}
+	put := func(in model.Instance) {
+		b, _ := json.Marshal(in)
+		if _, err := admin.Txn(ctx, store.Txn{Ops: []store.Op{store.Put(in.Key(), b)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := func(in model.Instance) {
+		if _, err := admin.Txn(ctx, store.Txn{Ops: []store.Op{store.Delete(in.Key())}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := inst("web-0", "n1")
+	put(before) // known to the fan-out only from its first List
+	rev, err := n1.Rev(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, err := n1.Watch(ctx, model.PrefixInstances, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, err := n2.Watch(ctx, model.PrefixInstances, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, free := inst("web-1", "n1"), inst("web-2", "n2"), inst("web-3", "")
+	put(free)
+	put(b)
+	put(a)
+	del(free)
+	del(b)
+	del(before)
+	type seen struct {
+		typ store.EventType
+		key string
+	}
+	read := func(ch <-chan store.Event, n int) []seen {
+		var out []seen
+		for len(out) < n {
+			select {
+			case ev := <-ch:
+				out = append(out, seen{ev.Type, ev.KV.Key})
+			case <-ctx.Done():
+				t.Fatalf("got %v, waited for %d events", out, n)
+			}
+		}
+		return out
+	}
+	want1 := []seen{{store.EventPut, a.Key()}, {store.EventDelete, before.Key()}}
+	want2 := []seen{{store.EventPut, b.Key()}, {store.EventDelete, b.Key()}}
+	for i, c := range []struct {
+		ch   <-chan store.Event
+		want []seen
+	}{{w1, want1}, {w2, want2}} {
+		got := read(c.ch, len(c.want))
+		for j := range got {
+			if got[j] != c.want[j] {
+				t.Fatalf("n%d saw %v, want %v", i+1, got, c.want)
+			}
+		}
+	}
+	// Nothing else arrives: a last change of n2's shows no further n1 event.
+	put(inst("web-4", "n2"))
+	read(w2, 1)
+	select {
+	case ev := <-w1:
+		t.Fatalf("n1 saw %v %s", ev.Type, ev.KV.Key)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
