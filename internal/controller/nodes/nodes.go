@@ -119,9 +119,11 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 			continue
 		}
 		_, err := store.Update(ctx, c.o.Store, model.NodeKey(n.Name), func(cur *model.Node) error {
+			// Changed meanwhile, or (going down) a heartbeat arrived: the
+			// next pass decides. A beat never holds back a recovery.
 			if cur.Status != n.Status || !cur.LastHeartbeat.Equal(stored) ||
-				!c.o.Liveness.Last(n.Name, cur.LastHeartbeat).Equal(n.LastHeartbeat) {
-				return store.ErrSkip // changed meanwhile; the next pass decides
+				next != model.NodeReady && c.o.Liveness.Last(n.Name, cur.LastHeartbeat).After(n.LastHeartbeat) {
+				return store.ErrSkip
 			}
 			cur.Status = next
 			return nil
