@@ -126,7 +126,9 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go id.renewLoop(ctx, o.Log, st.Reconnect)
-	defer startIsolation(ctx, clusterview.New(clusterview.Options{Server: o.Server, TLS: id.tlsConfig(), Log: o.Log}), o.NodeName, o.Native, o.Isolation, o.Log)()
+	if !o.Simulated { // simulated agents share the host's netns and run no networked workloads
+		defer startIsolation(ctx, clusterview.New(clusterview.Options{Server: o.Server, TLS: id.tlsConfig(), Log: o.Log}), o.NodeName, o.Native, o.Isolation, o.Log)()
+	}
 	if nat.lazy != nil {
 		nn := &nodeNet{st: st, node: o.NodeName, address: o.Address, nat: nat, opts: o.Native, log: o.Log}
 		go nn.run(ctx)
