@@ -130,12 +130,16 @@ Needs root, docker-registry and skopeo.`,
 
 func newBenchCluster() *cobra.Command {
 	o := bench.ClusterOptions{}
+	var benchPprof string
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "A real berth server with simulated agents (mock driver, real protocol): placements/s, submit→running, server RSS, store size",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = os.Stderr
+			if benchPprof != "" { // the simulated agents' side
+				go func() { _ = http.ListenAndServe(benchPprof, nil) }()
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			r, err := bench.RunCluster(ctx, o)
@@ -150,6 +154,7 @@ func newBenchCluster() *cobra.Command {
 	cmd.Flags().IntVar(&o.Instances, "instances", 10000, "instances to place and run")
 	cmd.Flags().IntVar(&o.PerApp, "per-app", 100, "instances per app")
 	cmd.Flags().StringVar(&o.Pprof, "pprof", "", "serve the server's net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
+	cmd.Flags().StringVar(&benchPprof, "pprof-agents", "", "serve this process's (the simulated agents') net/http/pprof on this loopback address")
 	return cmd
 }
 
