@@ -74,6 +74,7 @@ func startIsolation(ctx context.Context, src router.Source, node string, n Nativ
 // enforce applies the ruleset of every snapshot of src (the cluster
 // part of in) until ctx ends.
 func enforce(ctx context.Context, ap *policy.Applier, src router.Source, in policy.Input, log *slog.Logger) {
+	loaded := false
 	for ctx.Err() == nil {
 		snaps, err := src.Snapshots(ctx)
 		if err != nil {
@@ -105,6 +106,10 @@ func enforce(ctx context.Context, ap *policy.Applier, src router.Source, in poli
 				log.Warn("network isolation: cannot load the ruleset; retrying", "table", ap.Table(), "err", err)
 				retry.Reset(isolationRetry)
 				continue
+			}
+			if !loaded {
+				loaded = true
+				log.Info("network isolation is up", "table", "inet "+ap.Table(), "local", len(r.Dests), "sources", len(r.Sources))
 			}
 			if changed {
 				log.Debug("network isolation applied", "table", ap.Table(), "rev", pending.Rev,
