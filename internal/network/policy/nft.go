@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultTable is the nftables table (family bridge) of a node.
+// DefaultTable is the nftables table (family inet) of a node.
 const DefaultTable = "berth"
 
 // Names inside the table besides the groups and app chains.
