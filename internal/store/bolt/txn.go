@@ -10,8 +10,10 @@ import (
 	"github.com/berth-dev/berth/internal/store"
 )
 
-// maxBatch bounds how many queued Txns share one bbolt transaction.
-const maxBatch = 256
+// maxBatch bounds how many queued Txns share one bbolt transaction (and
+// one sync): when the committer is busy, Txns queue and the next commit
+// takes them all, so under load the cost of a sync is spread wide.
+const maxBatch = 1024
 
 // request is one Txn waiting for the committer.
 type request struct {
