@@ -201,3 +201,51 @@ func TestNetworkIsolation(t *testing.T) {
 		t.Fatalf("outsider reached the server after a restart:\n%s", b.mustCLI("logs", "outsider", "-n", ops))
 	}
 }
+
+// isoDockerClientSpec is isoClientSpec as a docker app: every 300ms it
+// fetches port 8080 of address %[3]s.
+const isoDockerClientSpec = `name: %[1]s
+namespace: %[2]s
+image: berth-test/busybox:latest
+command:
+- sh
+- -c
+- |
+  i=0
+  while true; do
+    i=$((i+1))
+    echo "TRY $i $(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 %[3]s 8080 2>&1 | tail -1)"
+    sleep 0.3
+  done
+resources: {cpu: 0.1, memory: 32Mi}
+stopGracePeriod: 1s
+`
+
+// TestIsolationCoversDockerContainers: docker containers (on the berth
+// Docker network, the other half of the node subnet) are policed like
+// native instances: their traffic to the node network keeps its source
+// address (no masquerade inside the node subnet), so a container of
+// another network is dropped and one of the same network gets through.
+func TestIsolationCoversDockerContainers(t *testing.T) {
+	b := startBerth(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const shop, ops = "shop", "ops"
+	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoServerSpec, "srv", shop, filepath.Join(t.TempDir(), "www"), "")),
+		"--wait", "--timeout", "2m")
+	srv, err := b.c.Instances(ctx, shop, "srv")
+	if err != nil || len(srv) != 1 || !srv[0].Status.IP.IsValid() {
+		t.Fatalf("server instances %+v, %v", srv, err)
+	}
+	ip := srv[0].Status.IP.String()
+	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoDockerClientSpec, "dpeer", shop, ip)), "--wait", "--timeout", "2m")
+	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoDockerClientSpec, "doutsider", ops, ip)), "--wait", "--timeout", "2m")
+	eventually(t, 60*time.Second, "docker peer (same network) to fetch and docker outsider to make 4 tries", func() bool {
+		enough, allOK, _ := lastTries(b.tries(shop, "dpeer"), 1, 3)
+		enoughOut, _, _ := lastTries(b.tries(ops, "doutsider"), 0, 4)
+		return enough && allOK && enoughOut
+	})
+	if _, _, noneOK := lastTries(b.tries(ops, "doutsider"), 0, 0); !noneOK {
+		t.Fatalf("docker container of another network reached the server:\n%s", b.mustCLI("logs", "doutsider", "-n", ops))
+	}
+}
