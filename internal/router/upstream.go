@@ -121,7 +121,8 @@ func newH1Conn(conn net.Conn, up *upstream) *h1Conn {
 	return pc
 }
 
-// close closes the connection and returns its buffers.
+// close closes the connection and returns its buffers to their pools.
+// Only the connection's single user may call it (nothing may be reading).
 func (pc *h1Conn) close() {
 	_ = pc.conn.Close()
 	if pc.br != nil {
@@ -184,7 +185,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	b := &h1Body{pc: pc, body: resp.Body, stop: stop, reuse: !resp.Close && !req.Close}
 	if resp.Body == http.NoBody {
 		b.eof = true
-		b.release()
+		b.release(true)
 		return resp, nil
 	}
 	resp.Body = b
@@ -205,33 +206,45 @@ type h1Body struct {
 // Read reads the body; at its end the connection is released.
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done.Load() {
+		if b.eof {
+			return 0, io.EOF
+		}
 		return 0, http.ErrBodyReadAfterClose
 	}
 	n, err := b.body.Read(p)
 	if err == io.EOF {
-		b.eof = true
-		b.release()
+		b.eof = true // only the reader touches eof
+		b.release(true)
 	}
 	return n, err
 }
 
 // Close releases the connection: back to the pool after a complete
-// body, closed otherwise.
+// body, closed otherwise. It may be called while a Read is blocked (to
+// abort it).
 func (b *h1Body) Close() error {
-	b.release()
+	b.release(false)
 	return nil
 }
 
-func (b *h1Body) release() {
+// release pools or closes the connection, once. atEOF says the caller is
+// the body's reader and has seen its end. Otherwise (Close before the
+// end) a Read may still be using the connection's buffer, so the
+// connection is closed without recycling it.
+func (b *h1Body) release(atEOF bool) {
 	if !b.done.CompareAndSwap(false, true) {
 		return
 	}
 	// stop is false when ctx was cancelled: the deadline is poisoned.
-	if b.stop() && b.eof && b.reuse {
+	live := b.stop()
+	switch {
+	case !atEOF:
+		_ = b.pc.conn.Close()
+	case live && b.reuse:
 		b.pc.up.putIdle(b.pc, time.Now())
-		return
+	default:
+		b.pc.close()
 	}
-	b.pc.close()
 }
 
 // errHeaderTooLarge is limitReader's error once its budget is spent.

@@ -237,3 +237,47 @@ func TestLeanClientEdgeCases(t *testing.T) {
 		}
 	}
 }
+
+// TestLeanBodyCloseAbortsRead: closing a response body while a Read
+// waits for the instance ends the Read, and the connection is not kept.
+func TestLeanBodyCloseAbortsRead(t *testing.T) {
+	release := make(chan struct{})
+	be := newHandlerServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		_, _ = io.WriteString(w, "12345")
+		w.(http.Flusher).Flush()
+		select { // the other half never comes
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) }) // before the server closes
+	up := &upstream{addr: hostPort(be)}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+up.addr+"/", nil)
+	resp, err := newH1Client(time.Second).roundTrip(up, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "12345" {
+		t.Fatalf("first half: %q %v", buf, err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := resp.Body.Read(buf)
+		errc <- err
+	}()
+	resp.Body.Close()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("Read after Close returned no error")
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Close did not end the blocked Read")
+	}
+	if pc := up.takeIdle(time.Now()); pc != nil {
+		pc.close()
+		t.Fatal("a connection closed mid-body went back to the pool")
+	}
+}
