@@ -15,8 +15,9 @@ import (
 
 // nodeAuthz decides what one caller may do with the raw store. The admin
 // may do anything. An agent may read node objects (its overlay needs its
-// peers' subnets, addresses and VTEPs), the instances
-// assigned to it and app revisions (their specs); it may write only its
+// peers' subnets, addresses and VTEPs), the instances assigned to it and
+// the revisions (specs) of apps with an instance assigned to it, one key
+// at a time; it may write only its
 // node object (the server stamps the heartbeat with its own clock and
 // keeps operator fields), the Status of its instances, and events about
 // itself. Anything else is 403.
@@ -46,11 +47,40 @@ func (z nodeAuthz) canList(prefix string) string {
 	switch {
 	case z.admin,
 		strings.HasPrefix(prefix, model.PrefixNodes),
-		strings.HasPrefix(prefix, model.PrefixInstances),
-		strings.HasPrefix(prefix, model.PrefixRevisions):
+		strings.HasPrefix(prefix, model.PrefixInstances):
 		return ""
 	}
 	return "node " + z.node + " may not list or watch " + prefix
+}
+
+// canReadRevision lets an agent read a revision (its spec: image, env,
+// command) only of an app that has an instance assigned to the node.
+// Keys outside /revisions/ pass.
+func (z nodeAuthz) canReadRevision(ctx context.Context, key string) (string, error) {
+	rest, ok := strings.CutPrefix(key, model.PrefixRevisions)
+	if z.admin || !ok {
+		return "", nil
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return "node " + z.node + " may not read " + key, nil
+	}
+	runs, err := z.s.nodeWatch.runsApp(ctx, z.s, z.node, parts[0], parts[1])
+	if err != nil || runs {
+		return "", err
+	}
+	// The index follows the store a little behind: an agent may have
+	// listed its instance before the index saw it. Ask the store.
+	kvs, _, err := z.s.opts.Store.List(ctx, model.InstancePrefix(parts[0], parts[1]))
+	if err != nil {
+		return "", err
+	}
+	for _, kv := range kvs {
+		if instanceNode(kv.Value) == z.node {
+			return "", nil
+		}
+	}
+	return "node " + z.node + " may not read " + key + ": no instance of app " + parts[0] + "/" + parts[1] + " is assigned to it", nil
 }
 
 // visible filters values an agent may read: instances only if assigned

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/remote"
@@ -23,15 +25,7 @@ func TestNodeReadsOnlyPullSecretsOfItsInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodeClient := func(name string) *client.Client {
-		code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, name, nil)
-		if code != http.StatusOK {
-			t.Fatalf("join %s: %d %s", name, code, body)
-		}
-		cert, err := tls.X509KeyPair([]byte(jr.CertPEM), keyPEM)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return client.NewNode(srv.URL, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}})
+		return client.NewNode(srv.URL, nodeTLS(t, srv, ca, tok.Token, name))
 	}
 	n1, n2 := client.NodeSecrets{C: nodeClient("n1")}, client.NodeSecrets{C: nodeClient("n2")}
 	if _, err := c.PutSecret(ctx, "", "reg", map[string]string{"username": "u", "password": "p"}); err != nil {
@@ -72,4 +66,79 @@ func TestNodeReadsOnlyPullSecretsOfItsInstances(t *testing.T) {
 func isStatus(err error, code int) bool {
 	e, ok := err.(*client.Error)
 	return ok && e.Status == code
+}
+
+// nodeTLS joins node with token and returns its mTLS client config.
+func nodeTLS(t *testing.T, srv *httptest.Server, ca *pki.CA, token, node string) *tls.Config {
+	t.Helper()
+	code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", token, node, nil)
+	if code != http.StatusOK {
+		t.Fatalf("join %s: %d %s", node, code, body)
+	}
+	cert, err := tls.X509KeyPair([]byte(jr.CertPEM), keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}
+}
+
+// A node reads the revisions of apps it runs an instance of, one key at
+// a time; other apps' revisions and listing /revisions/ are 403.
+func TestNodeReadsRevisionsOfItsAppsOnly(t *testing.T) {
+	c, ca, srv := tlsServer(t)
+	ctx := context.Background()
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1")})
+	defer n1.Close()
+	n2 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n2")})
+	defer n2.Close()
+	admin := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})
+	defer admin.Close()
+	ns := model.DefaultNamespace
+	for _, app := range []string{"web", "db"} {
+		if _, err := store.PutJSON(ctx, admin, model.RevisionKey(ns, app, 1), model.Revision{Namespace: ns, App: app, Number: 1,
+			Spec: model.AppSpec{Name: app, Image: "x", Env: map[string]string{"SECRET": app}}}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inst := model.Instance{ID: "web-1", Namespace: ns, App: "web", Revision: 1, Node: "n1"}
+	if _, err := store.PutJSON(ctx, admin, inst.Key(), inst, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Get(ctx, model.RevisionKey(ns, "web", 1)); err != nil {
+		t.Fatalf("n1 reading the revision of its instance: %v", err)
+	}
+	for _, c := range []struct {
+		s    *remote.Store
+		key  string
+		what string
+	}{
+		{n1, model.RevisionKey(ns, "db", 1), "n1 reading an app it runs nothing of"},
+		{n2, model.RevisionKey(ns, "web", 1), "n2 reading an app whose instance is n1's"},
+		{n1, "/revisions/default/web", "n1 reading a malformed revision key"},
+	} {
+		if _, err := c.s.Get(ctx, c.key); !remote.IsForbidden(err) {
+			t.Errorf("%s: %v, want 403", c.what, err)
+		}
+	}
+	if _, _, err := n1.List(ctx, model.PrefixRevisions); !remote.IsForbidden(err) {
+		t.Errorf("n1 listing revisions: %v, want 403", err)
+	}
+	// Once the instance moves to n2, n2 may read it and n1 may not.
+	inst.Node = "n2"
+	if _, err := store.PutJSON(ctx, admin, inst.Key(), inst, 0); err == nil {
+		t.Fatal("put without the current ModRev succeeded")
+	}
+	if _, err := store.Update(ctx, admin, inst.Key(), func(in *model.Instance) error { in.Node = "n2"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Get(ctx, model.RevisionKey(ns, "web", 1)); err != nil {
+		t.Errorf("n2 after the move: %v", err)
+	}
+	if _, err := n1.Get(ctx, model.RevisionKey(ns, "web", 1)); !remote.IsForbidden(err) {
+		t.Errorf("n1 after the move: %v, want 403", err)
+	}
 }

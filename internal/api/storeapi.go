@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,13 @@ func (s *Server) storeGet(w http.ResponseWriter, r *http.Request) {
 	key := r.URL.Query().Get("key")
 	z := s.authz(r)
 	if msg := z.canRead(key); msg != "" {
+		forbidden(w, msg)
+		return
+	}
+	if msg, err := z.canReadRevision(r.Context(), key); err != nil {
+		s.storeFail(w, err)
+		return
+	} else if msg != "" {
 		forbidden(w, msg)
 		return
 	}
@@ -208,11 +216,29 @@ type nodeWatch struct {
 	hub  *fanout.Hub
 }
 
-func (nw *nodeWatch) subscribe(ctx context.Context, s *Server, node string, after int64) (*fanout.Sub, error) {
+func (nw *nodeWatch) start(s *Server) *fanout.Hub {
 	nw.once.Do(func() {
 		nw.hub = fanout.New(fanout.Options{Store: s.opts.Store, Prefix: model.PrefixInstances, Log: s.log,
-			Route: func(kv store.KV) string { return instanceNode(kv.Value) }})
+			Route: func(kv store.KV) string { return instanceNode(kv.Value) }, Group: instanceApp})
 		go nw.hub.Run(context.Background())
 	})
-	return nw.hub.Subscribe(ctx, node, after)
+	return nw.hub
+}
+
+func (nw *nodeWatch) subscribe(ctx context.Context, s *Server, node string, after int64) (*fanout.Sub, error) {
+	return nw.start(s).Subscribe(ctx, node, after)
+}
+
+// runsApp reports whether an instance of app ns/name is assigned to node.
+func (nw *nodeWatch) runsApp(ctx context.Context, s *Server, node, ns, name string) (bool, error) {
+	return nw.start(s).OwnsGroup(ctx, node, ns+"/"+name)
+}
+
+// instanceApp is "<ns>/<app>" of an instance key /instances/<ns>/<app>/<id>.
+func instanceApp(key string) string {
+	rest := strings.TrimPrefix(key, model.PrefixInstances)
+	if i := strings.LastIndexByte(rest, '/'); i > 0 {
+		return rest[:i]
+	}
+	return rest
 }

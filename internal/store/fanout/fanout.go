@@ -32,6 +32,10 @@ type Options struct {
 	Prefix string
 	// Route names the owner of a put's value ("" for none).
 	Route func(kv store.KV) string
+	// Group, when set, names the group of a key (for berth, an
+	// instance's app); OwnsGroup answers whether an owner holds a key of
+	// a group.
+	Group func(key string) string
 	// History is how many routed events are kept for resuming.
 	History int
 	// Buffer is how far a subscriber may lag behind live events before
@@ -53,6 +57,7 @@ type Hub struct {
 	ready  chan struct{} // closed once the first List is done
 	err    error         // why the hub stopped, if it did
 	owner  map[string]string
+	groups map[string]map[string]int // owner → group → keys held (Options.Group)
 	subs   map[string]map[*Sub]struct{}
 	hist   []entry // routed events, oldest first, at most o.History
 	floor  int64   // every event after floor is in hist
@@ -80,7 +85,7 @@ func New(o Options) *Hub {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Hub{o: o, ready: make(chan struct{}), owner: map[string]string{},
+	return &Hub{o: o, ready: make(chan struct{}), owner: map[string]string{}, groups: map[string]map[string]int{},
 		subs: map[string]map[*Sub]struct{}{}}
 }
 
@@ -102,9 +107,7 @@ func (h *Hub) Run(ctx context.Context) {
 	}
 	h.mu.Lock()
 	for _, kv := range kvs {
-		if o := h.o.Route(kv); o != "" {
-			h.owner[kv.Key] = o
-		}
+		h.setOwnerLocked(kv.Key, h.o.Route(kv))
 	}
 	h.floor, h.last = rev, rev
 	h.mu.Unlock()
@@ -139,14 +142,11 @@ func (h *Hub) route(ev store.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.last = ev.KV.ModRev
-	switch {
-	case ev.Type == store.EventDelete:
+	if ev.Type == store.EventDelete {
 		owner = h.owner[ev.KV.Key]
-		delete(h.owner, ev.KV.Key)
-	case owner != "":
-		h.owner[ev.KV.Key] = owner
-	default:
-		delete(h.owner, ev.KV.Key)
+		h.setOwnerLocked(ev.KV.Key, "")
+	} else {
+		h.setOwnerLocked(ev.KV.Key, owner)
 	}
 	if owner == "" {
 		return
@@ -262,4 +262,53 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// setOwnerLocked records key's owner ("" for none) and keeps the group
+// counts in step.
+func (h *Hub) setOwnerLocked(key, owner string) {
+	prev, had := h.owner[key]
+	if had && prev == owner {
+		return
+	}
+	if owner == "" {
+		delete(h.owner, key)
+	} else {
+		h.owner[key] = owner
+	}
+	if h.o.Group == nil {
+		return
+	}
+	g := h.o.Group(key)
+	if had {
+		if h.groups[prev][g]--; h.groups[prev][g] <= 0 {
+			delete(h.groups[prev], g)
+			if len(h.groups[prev]) == 0 {
+				delete(h.groups, prev)
+			}
+		}
+	}
+	if owner != "" {
+		if h.groups[owner] == nil {
+			h.groups[owner] = map[string]int{}
+		}
+		h.groups[owner][g]++
+	}
+}
+
+// OwnsGroup reports whether owner holds at least one key of group (see
+// Options.Group), as of the last routed event. It waits for the first
+// List.
+func (h *Hub) OwnsGroup(ctx context.Context, owner, group string) (bool, error) {
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil {
+		return false, h.err
+	}
+	return h.groups[owner][group] > 0, nil
 }

@@ -217,3 +217,42 @@ func TestEndsWithContext(t *testing.T) {
 		t.Fatal("channel not closed after the context ended")
 	}
 }
+
+// OwnsGroup follows keys as they are put, move to another owner and are
+// deleted, including those known from the first List.
+func TestOwnsGroup(t *testing.T) {
+	group := func(key string) string { return key[len(prefix) : len(prefix)+1] } // "g1" → "g"
+	st, h := setup(t, fanout.Options{Group: group}, func(st store.Store) { put(t, st, "p1", "a") })
+	ctx := context.Background()
+	owns := func(owner, g string, want bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got, err := h.OwnsGroup(ctx, owner, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("OwnsGroup(%s, %s) = %v, want %v", owner, g, got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	owns("a", "p", true) // from the List
+	owns("b", "p", false)
+	put(t, st, "q1", "b")
+	put(t, st, "q2", "b")
+	owns("b", "q", true)
+	put(t, st, "q1", "a") // moved: b still holds q2
+	owns("a", "q", true)
+	owns("b", "q", true)
+	del(t, st, "q2")
+	owns("b", "q", false)
+	put(t, st, "q1", "") // unassigned
+	owns("a", "q", false)
+	del(t, st, "p1")
+	owns("a", "p", false)
+}
