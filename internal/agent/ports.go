@@ -2,23 +2,31 @@ package agent
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // listeningPorts returns the host's TCP ports in LISTEN state and bound
-// UDP ports that fall in [lo, hi], read from /proc/net. Docker's proxies
-// for berth's own containers show up too; the scheduler reserves those
-// anyway, so reporting them is harmless.
+// UDP ports that fall in [lo, hi]: from the kernel's sock_diag, which
+// filters by state, or from /proc/net when that is unavailable. Docker's
+// proxies for berth's own containers show up too; the scheduler reserves
+// those anyway, so reporting them is harmless.
 func listeningPorts(lo, hi int) []int {
 	seen := map[int]bool{}
 	for _, f := range []struct {
-		path  string
-		state string // TCP_LISTEN is 0A; an unconnected UDP socket is 07
-	}{{"/proc/net/tcp", "0A"}, {"/proc/net/tcp6", "0A"}, {"/proc/net/udp", "07"}, {"/proc/net/udp6", "07"}} {
-		readPorts(f.path, f.state, lo, hi, seen)
+		path          string
+		family, proto uint8
+		state         uint // TCP_LISTEN is 0A; an unconnected UDP socket is 07
+	}{{"/proc/net/tcp", unix.AF_INET, unix.IPPROTO_TCP, tcpListen}, {"/proc/net/tcp6", unix.AF_INET6, unix.IPPROTO_TCP, tcpListen},
+		{"/proc/net/udp", unix.AF_INET, unix.IPPROTO_UDP, udpClose}, {"/proc/net/udp6", unix.AF_INET6, unix.IPPROTO_UDP, udpClose}} {
+		if diagPorts(f.family, f.proto, f.state, lo, hi, seen) != nil {
+			readPorts(f.path, fmt.Sprintf("%02X", f.state), lo, hi, seen)
+		}
 	}
 	out := make([]int, 0, len(seen))
 	for p := range seen {
