@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/internal/client"
-	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/remote"
 )
