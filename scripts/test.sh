@@ -35,4 +35,10 @@ links=$(ip -br link 2>/dev/null | awk '$1 ~ /^berth-test-/ {print $1}')
 [ -z "$links" ] || die "test network links were left behind: $links"
 mounts=$(awk '$2 ~ /berth-test-/ {print $2}' /proc/self/mounts)
 [ -z "$mounts" ] || die "test mounts were left behind: $mounts"
+nets=$(docker network ls --format '{{.Name}}' | grep '^berth-test-' || true)
+[ -z "$nets" ] || die "test Docker networks were left behind: $nets"
+netns=$(ip netns list 2>/dev/null | awk '$1 ~ /^berth-test-/ {print $1}')
+[ -z "$netns" ] || die "test network namespaces were left behind: $netns"
+tables=$(nft list tables 2>/dev/null | awk '$3 ~ /^berth-berth-test-/ {print $3}')
+[ -z "$tables" ] || die "test nftables tables were left behind: $tables"
 log "all tests passed"
