@@ -186,7 +186,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 		return res, err
 	}
 	res.ApplyAll = time.Since(start)
-	if err := tr.follow(ctx, events, o, 30*time.Minute); err != nil {
+	if err := tr.follow(wctx, admin, events, o, 30*time.Minute); err != nil {
 		return res, err
 	}
 	fmt.Fprintln(o.Out)
@@ -224,7 +224,12 @@ func (tr *tracker) submit(app string) {
 
 // follow consumes instance events until every instance runs, printing
 // progress every second.
-func (tr *tracker) follow(ctx context.Context, events <-chan store.Event, o ClusterOptions, timeout time.Duration) error {
+//
+// A watch that ends (the benchmark fell further behind than the server's
+// change log reaches) is replaced by a listing, timed at once, and a new
+// watch from it.
+func (tr *tracker) follow(ctx context.Context, st store.Store, events <-chan store.Event, o ClusterOptions, timeout time.Duration) error {
+	relists := 0
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(time.Second)
@@ -239,7 +244,20 @@ func (tr *tracker) follow(ctx context.Context, events <-chan store.Event, o Clus
 			fmt.Fprintf(o.Out, "\rplaced %d, running %d of %d   ", len(tr.placed), len(tr.running), o.Instances)
 		case ev, ok := <-events:
 			if !ok {
-				return fmt.Errorf("the instance watch ended")
+				if relists++; relists > maxRelists {
+					return fmt.Errorf("the instance watch ended %d times", relists)
+				}
+				kvs, rev, err := st.List(ctx, model.PrefixInstances)
+				if err != nil {
+					return err
+				}
+				for _, kv := range kvs {
+					tr.see(kv, time.Now())
+				}
+				if events, err = st.Watch(ctx, model.PrefixInstances, rev); err != nil {
+					return err
+				}
+				continue
 			}
 			if ev.Type == store.EventPut {
 				tr.see(ev.KV, time.Now())
@@ -266,6 +284,9 @@ func (tr *tracker) see(kv store.KV, at time.Time) {
 		tr.lat = append(tr.lat, at.Sub(tr.submitted[in.App]))
 	}
 }
+
+// maxRelists bounds how often the benchmark's own watch is re-listed.
+const maxRelists = 20
 
 // agentTries bounds how often a simulated agent is started.
 const agentTries = 5
