@@ -155,3 +155,56 @@ func TestHeartbeatsInMemoryKeepNodesReady(t *testing.T) {
 		t.Errorf("Last = %s, want the in-memory beat %s", got, now)
 	}
 }
+
+// beatOnGet records a heartbeat of node whenever the node's object is
+// read: a beat that lands between a pass's listing and its write.
+type beatOnGet struct {
+	store.Store
+	live *Liveness
+	node string
+	now  func() time.Time
+}
+
+func (b beatOnGet) Get(ctx context.Context, key string) (store.KV, error) {
+	if key == model.NodeKey(b.node) {
+		b.live.Beat(b.node, b.now())
+	}
+	return b.Store.Get(ctx, key)
+}
+
+// A heartbeat arriving during the pass that lifts a down node must not
+// hold the recovery back (it restarted the hysteresis, so under steady
+// load nodes stayed down while beating).
+func TestBeatDuringPassDoesNotBlockRecovery(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	clock := func() time.Time { return now }
+	n := model.Node{Name: "n", Status: model.NodeDown, LastHeartbeat: t0.Add(-time.Hour)}
+	if _, err := store.PutJSON(ctx, st, model.NodeKey("n"), n, 0); err != nil {
+		t.Fatal(err)
+	}
+	live := NewLiveness()
+	c := New(Options{Store: beatOnGet{Store: st, live: live, node: "n", now: func() time.Time { return now.Add(time.Millisecond) }},
+		Events: events.NewRecorder(st, nil), Grace: 10 * time.Second, RecoverAfter: 15 * time.Second, Now: clock, Liveness: live})
+	c.started = t0.Add(-time.Hour)
+	for i := 0; i <= 20; i += 2 {
+		now = t0.Add(time.Duration(i) * time.Second)
+		live.Beat("n", now)
+		if _, err := c.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := store.GetJSON[model.Node](ctx, st, model.NodeKey("n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Value.Status != model.NodeReady {
+		t.Fatalf("after 20s of steady beats the node is %s, want ready", o.Value.Status)
+	}
+}
