@@ -2,9 +2,9 @@
 // each event under a prefix goes only to the subscribers of the owner the
 // Route function names (for berth, the node an instance is assigned to),
 // so N watchers of M changes cost O(M), not O(N×M). Deletes go to the
-// key's last owner; changes of keys with no owner go nowhere. A short history of routed events lets a
-// subscriber resume from a recent revision; an older one gets
-// ErrTooOld and must watch the store itself.
+// key's last owner; changes of keys with no owner go nowhere. A short
+// history of routed events lets a subscriber resume from a recent
+// revision; an older one gets ErrTooOld and must watch the store itself.
 package fanout
 
 import (
