@@ -38,7 +38,9 @@ type ClusterOptions struct {
 	// Pprof, if set, is the loopback address the server serves
 	// net/http/pprof on (through PprofEnv).
 	Pprof string
-	Out   io.Writer
+	// ServerMemLimit, if set, is the server's GOMEMLIMIT (e.g. 300MiB).
+	ServerMemLimit string
+	Out            io.Writer
 }
 
 // benchClusterCIDR holds 65,536 node subnets of the default size.
@@ -104,6 +106,9 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	srv.Env = append(os.Environ(), "BERTH_CONFIG="+ctxFile)
 	if o.Pprof != "" {
 		srv.Env = append(srv.Env, PprofEnv+"="+o.Pprof)
+	}
+	if o.ServerMemLimit != "" {
+		srv.Env = append(srv.Env, "GOMEMLIMIT="+o.ServerMemLimit)
 	}
 	srv.Stderr = o.Out
 	// The server dies with the benchmark, even if it is killed.
