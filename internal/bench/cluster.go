@@ -136,10 +136,15 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 		go func(i int) {
 			defer wg.Done()
 			// A join that times out on a busy machine is retried, as an
-			// operator would.
+			// operator would, under a new name: the timed-out join may
+			// have been granted the old one.
 			for try := 1; try <= agentTries && actx.Err() == nil; try++ {
-				err := daemon.RunAgent(actx, daemon.AgentOptions{Server: url, JoinToken: tok.Token, NodeName: fmt.Sprintf("sim-%05d", i),
-					DataDir: filepath.Join(dir, "agents", strconv.Itoa(i)), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
+				name := fmt.Sprintf("sim-%05d", i)
+				if try > 1 {
+					name += fmt.Sprintf("-r%d", try)
+				}
+				err := daemon.RunAgent(actx, daemon.AgentOptions{Server: url, JoinToken: tok.Token, NodeName: name,
+					DataDir: filepath.Join(dir, "agents", name), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
 					MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet, Simulated: true})
 				if err == nil || actx.Err() != nil {
 					return
