@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
@@ -127,7 +128,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			a.o.Log.Warn("agent watch", "err", err)
 			if rev, err = a.resync(ctx); err != nil {
-				sleepCtx(ctx, time.Second)
+				ctxsleep.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -407,17 +408,6 @@ func (a *Agent) portsInUse() []int {
 		return nil
 	}
 	return listeningPorts(a.o.PortRange[0], a.o.PortRange[1])
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func shortID(id string) string {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/model"
 )
@@ -28,7 +29,7 @@ func (r *runner) checkHealth(ctx context.Context, in *model.Instance, spec *mode
 	if retries <= 0 {
 		retries = model.DefaultHealthRetries
 	}
-	if !sleepCtx(ctx, h.GracePeriod.Duration) {
+	if !ctxsleep.Sleep(ctx, h.GracePeriod.Duration) {
 		return
 	}
 	state, fails := model.HealthUnknown, 0
@@ -64,7 +65,7 @@ func (r *runner) checkHealth(ctx context.Context, in *model.Instance, spec *mode
 		if state == model.HealthUnknown && wait > 250*time.Millisecond {
 			wait = 250 * time.Millisecond
 		}
-		if !sleepCtx(ctx, wait) {
+		if !ctxsleep.Sleep(ctx, wait) {
 			return
 		}
 	}

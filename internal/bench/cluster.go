@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
@@ -150,7 +151,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 					return
 				}
 				fmt.Fprintf(o.Out, "agent %d (try %d of %d): %v\n", i, try, agentTries, err)
-				sleepCtx(actx, time.Duration(try)*time.Second)
+				ctxsleep.Sleep(actx, time.Duration(try)*time.Second)
 			}
 		}(i)
 		if i%50 == 49 {
@@ -408,20 +409,9 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 		if ok, _ := cond(); ok {
 			return nil
 		}
-		if !sleepCtx(ctx, time.Second) {
+		if !ctxsleep.Sleep(ctx, time.Second) {
 			return ctx.Err()
 		}
 	}
 	return fmt.Errorf("gave up after %s", timeout)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

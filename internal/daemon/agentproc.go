@@ -14,6 +14,7 @@ import (
 	"github.com/berth-dev/berth/internal/agent"
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/clusterview"
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/driver"
 	"github.com/berth-dev/berth/internal/driver/docker"
 	"github.com/berth-dev/berth/internal/driver/mock"
@@ -161,7 +162,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 			return fmt.Errorf("the server refused this agent: %w", err)
 		}
 		o.Log.Warn("agent could not start; retrying", "err", err, "in", backoff)
-		if !sleepFor(ctx, backoff) {
+		if !ctxsleep.Sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(backoff*2, 10*time.Second)

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
 )
@@ -144,7 +145,7 @@ func (id *identity) renewLoop(ctx context.Context, log *slog.Logger, renewed fun
 	for {
 		leaf, issued := id.cert.Load().Leaf, *id.issued.Load()
 		wait := time.Until(issued.Add(leaf.NotAfter.Sub(issued) * 2 / 3))
-		if !sleepFor(ctx, wait) {
+		if !ctxsleep.Sleep(ctx, wait) {
 			return
 		}
 		for {
@@ -155,24 +156,10 @@ func (id *identity) renewLoop(ctx context.Context, log *slog.Logger, renewed fun
 				break
 			}
 			log.Warn("certificate renewal failed; retrying", "err", err, "expires", leaf.NotAfter)
-			if !sleepFor(ctx, 30*time.Second) {
+			if !ctxsleep.Sleep(ctx, 30*time.Second) {
 				return
 			}
 		}
-	}
-}
-
-func sleepFor(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/network/overlay"
 	"github.com/berth-dev/berth/internal/store"
@@ -204,7 +205,7 @@ func watchNodes(ctx context.Context, st store.Store, log *slog.Logger, f func(ma
 			if ctx.Err() == nil {
 				log.Debug("list nodes", "err", err)
 			}
-			sleepFor(ctx, time.Second)
+			ctxsleep.Sleep(ctx, time.Second)
 			continue
 		}
 		m := map[string]model.Node{}
@@ -214,7 +215,7 @@ func watchNodes(ctx context.Context, st store.Store, log *slog.Logger, f func(ma
 		f(copyNodes(m))
 		ch, err := st.Watch(ctx, model.PrefixNodes, rev)
 		if err != nil {
-			sleepFor(ctx, time.Second)
+			ctxsleep.Sleep(ctx, time.Second)
 			continue
 		}
 		dirty := false
@@ -237,7 +238,7 @@ func watchNodes(ctx context.Context, st store.Store, log *slog.Logger, f func(ma
 				dirty = false
 			}
 		}
-		sleepFor(ctx, time.Second)
+		ctxsleep.Sleep(ctx, time.Second)
 	}
 }
 

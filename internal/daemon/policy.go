@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/network/cni"
 	"github.com/berth-dev/berth/internal/network/policy"
 	"github.com/berth-dev/berth/internal/router"
@@ -79,7 +80,7 @@ func enforce(ctx context.Context, ap *policy.Applier, src router.Source, in poli
 		snaps, err := src.Snapshots(ctx)
 		if err != nil {
 			log.Warn("network isolation: cannot read the cluster; retrying", "err", err)
-			sleepFor(ctx, isolationRetry)
+			ctxsleep.Sleep(ctx, isolationRetry)
 			continue
 		}
 		var pending *table.Snapshot

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/store"
 )
 
@@ -56,7 +57,7 @@ func Run(ctx context.Context, o Options, reconcile func(ctx context.Context) (ag
 		if err != nil && ctx.Err() == nil {
 			o.Log.Warn("reconcile failed", "loop", o.Name, "err", err)
 			again = true
-			sleep(ctx, 200*time.Millisecond)
+			ctxsleep.Sleep(ctx, 200*time.Millisecond)
 		}
 		if again {
 			trigger()
@@ -70,26 +71,17 @@ func watch(ctx context.Context, o Options, prefix string, trigger func()) {
 	for ctx.Err() == nil {
 		rev, err := o.Store.Rev(ctx)
 		if err != nil {
-			sleep(ctx, time.Second)
+			ctxsleep.Sleep(ctx, time.Second)
 			continue
 		}
 		ch, err := o.Store.Watch(ctx, prefix, rev)
 		if err != nil {
-			sleep(ctx, time.Second)
+			ctxsleep.Sleep(ctx, time.Second)
 			continue
 		}
 		trigger() // anything may have changed before this watch began
 		for range ch {
 			trigger()
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/store"
 )
 
@@ -102,7 +103,7 @@ func (h *Hub) Run(ctx context.Context) {
 			close(h.ready)
 			return
 		}
-		sleep(ctx, time.Second)
+		ctxsleep.Sleep(ctx, time.Second)
 		kvs, rev, err = h.o.Store.List(ctx, h.o.Prefix)
 	}
 	h.mu.Lock()
@@ -122,7 +123,7 @@ func (h *Hub) Run(ctx context.Context) {
 				h.o.Log.Warn("fan-out watch ended", "prefix", h.o.Prefix, "err", err)
 				return // subscribers are dropped and watch the store
 			}
-			sleep(ctx, time.Second)
+			ctxsleep.Sleep(ctx, time.Second)
 			continue
 		}
 		for ev := range ch {
@@ -253,15 +254,6 @@ func (s *Sub) Rev() (rev int64, ok bool) {
 		return 0, false
 	}
 	return max(s.h.last, s.after), true
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // setOwnerLocked records key's owner ("" for none) and keeps the group
