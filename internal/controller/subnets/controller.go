@@ -64,11 +64,16 @@ type allocation struct {
 // nodes that no longer exist. Every write is a compare-and-swap Txn, so
 // concurrent passes (or servers) never hand one subnet to two nodes.
 func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
-	allocs, err := c.allocations(ctx)
+	// Nodes first: an allocation is only made together with its node's
+	// write, so allocations listed after the nodes include every one the
+	// listed nodes carry, and a node written in between fails the
+	// compare below. (The other order let a second controller see a
+	// node's subnet without its allocation and give it another.)
+	nodes, _, err := store.ListJSON[model.Node](ctx, c.o.Store, model.PrefixNodes)
 	if err != nil {
 		return false, err
 	}
-	nodes, _, err := store.ListJSON[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	allocs, err := c.allocations(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -128,12 +133,20 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 		exists[k] = true
 	}
 	for _, a := range allocs {
-		if exists[a.node] {
+		var node store.Compare
+		switch {
+		case !exists[a.node]:
+			// Released only while the node is still absent (it may register again).
+			node = store.Compare{Key: model.NodeKey(a.node), ModRev: 0}
+		case byNode[a.node].subnet != a.subnet:
+			// A second allocation of one node (left by an older server
+			// that raced): the older one is kept, this one freed.
+			node = store.Compare{Key: model.SubnetKey(byNode[a.node].subnet.String()), ModRev: byNode[a.node].modRev}
+		default:
 			continue
 		}
-		// Released only while the node is still absent (it may register again).
 		err := c.txn(ctx, store.Txn{
-			Compares: []store.Compare{{Key: model.SubnetKey(a.subnet.String()), ModRev: a.modRev}, {Key: model.NodeKey(a.node), ModRev: 0}},
+			Compares: []store.Compare{{Key: model.SubnetKey(a.subnet.String()), ModRev: a.modRev}, node},
 			Ops:      []store.Op{store.Delete(model.SubnetKey(a.subnet.String()))}})
 		switch {
 		case errors.Is(err, store.ErrConflict):

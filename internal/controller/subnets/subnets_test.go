@@ -213,3 +213,25 @@ func TestReserveThenRegister(t *testing.T) {
 		t.Fatalf("local node subnet = %q, want %s", got["local"], s)
 	}
 }
+
+// A node holding two allocations (an older server raced) keeps the older
+// one and the other is freed.
+func TestSecondAllocationOfANodeIsFreed(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	pool, _ := ParsePool("10.90.0.0/16", 24)
+	for _, s := range []string{"10.90.5.0/24", "10.90.7.0/24"} {
+		if _, err := st.Txn(ctx, store.Txn{Ops: []store.Op{store.Put(model.SubnetKey(s), []byte("n"))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putNode(t, st, model.Node{Name: "n", Subnet: "10.90.7.0/24"})
+	settle(t, New(Options{Store: st, Pool: pool}))
+	if got := subnetsOf(t, st)["n"]; got != "10.90.5.0/24" {
+		t.Fatalf("node subnet %q, want the older allocation 10.90.5.0/24", got)
+	}
+	kvs, _, _ := st.List(ctx, model.PrefixSubnets)
+	if len(kvs) != 1 || kvs[0].Key != model.SubnetKey("10.90.5.0/24") {
+		t.Fatalf("allocations %v, want only 10.90.5.0/24", kvs)
+	}
+}
