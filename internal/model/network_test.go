@@ -1,15 +1,10 @@
 package model
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 func TestNetworkParseAndValidate(t *testing.T) {
 	base := "name: api\nimage: nginx\n"
-	cases := []struct {
-		yaml, field, msg string
-	}{
+	cases := []specErrorCase{
 		{"network: Web_1", "network", "lowercase"},
 		{"allowFrom: [{}]", "allowFrom[0]", "network or an app"},
 		{"allowFrom: [{network: web, app: x}]", "allowFrom[0]", "not both"},
@@ -21,33 +16,7 @@ func TestNetworkParseAndValidate(t *testing.T) {
 		{"allowFrom: {network: web}", "allowFrom", "must be a list"},
 		{"network: 5", "network", "must be a string"},
 	}
-	for _, c := range cases {
-		spec, err := ParseSpec([]byte(base + c.yaml))
-		if err == nil {
-			spec.Normalize()
-			if verr := spec.Validate(); verr != nil {
-				err = verr
-			}
-		}
-		if err == nil {
-			t.Errorf("%s: accepted", c.yaml)
-			continue
-		}
-		ve, ok := err.(*ValidationError)
-		if !ok {
-			t.Errorf("%s: %T %v, want a ValidationError", c.yaml, err, err)
-			continue
-		}
-		found := false
-		for _, fe := range ve.Errors {
-			if fe.Field == c.field && strings.Contains(fe.Message, c.msg) {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("%s: want %s: ...%s..., got %v", c.yaml, c.field, c.msg, ve)
-		}
-	}
+	expectSpecErrors(t, base, cases)
 	for _, ok := range []string{"network: web", "allowFrom: [{network: web}, {app: db, namespace: data}, {app: cli}]"} {
 		spec, err := ParseSpec([]byte(base + ok))
 		if err != nil {

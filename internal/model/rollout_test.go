@@ -1,16 +1,13 @@
 package model
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
 
 func TestRolloutSpecParseAndValidate(t *testing.T) {
 	base := "name: web\nimage: nginx\nports: [{name: http, containerPort: 80}]\n"
-	cases := []struct {
-		yaml, field, msg string
-	}{
+	cases := []specErrorCase{
 		{"rollout: {type: rolling, maxSurge: 0, maxUnavailable: 0}", "rollout.maxSurge", "cannot both be 0"},
 		{"rollout: {maxSurge: 0}", "rollout.maxSurge", "cannot both be 0"},
 		{"rollout: {type: canary, canary: {steps: [{weight: 110}]}}", "rollout.canary.steps[0].weight", "between 0 and 100"},
@@ -24,29 +21,7 @@ func TestRolloutSpecParseAndValidate(t *testing.T) {
 		{"rollout: {type: canary, canary: {analysis: {window: 0s}}}", "rollout.canary.analysis.window", "between"},
 		{"rollout: {type: canary, canary: {steps: [{pause: {until: x}}]}}", "rollout.canary.steps[0].pause", "unknown field"},
 	}
-	for _, c := range cases {
-		spec, err := ParseSpec([]byte(base + c.yaml))
-		if err == nil {
-			spec.Normalize()
-			if verr := spec.Validate(); verr != nil {
-				err = verr
-			}
-		}
-		if err == nil {
-			t.Errorf("%s: accepted", c.yaml)
-			continue
-		}
-		ve := err.(*ValidationError)
-		found := false
-		for _, fe := range ve.Errors {
-			if fe.Field == c.field && strings.Contains(fe.Message, c.msg) {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("%s: want %s: %q, got %v", c.yaml, c.field, c.msg, err)
-		}
-	}
+	expectSpecErrors(t, base, cases)
 }
 
 func TestRolloutSpecAccepted(t *testing.T) {
