@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/model"
 )
 
 // isoServerSpec is a process app of namespace %[2]s serving "iso-hello"
@@ -95,6 +97,33 @@ func maxTry(tries map[int]bool) int {
 	return m
 }
 
+// startIsoServer applies isoServerSpec as app srv of ns and returns its
+// one instance, which has an address.
+func (b *berth) startIsoServer(ctx context.Context, ns, www string) model.Instance {
+	b.t.Helper()
+	b.mustCLI("apply", "-f", writeSpec(b.t, fmt.Sprintf(isoServerSpec, "srv", ns, www, "")), "--wait", "--timeout", "2m")
+	srv, err := b.c.Instances(ctx, ns, "srv")
+	if err != nil || len(srv) != 1 || !srv[0].Status.IP.IsValid() {
+		b.t.Fatalf("server instances %+v, %v", srv, err)
+	}
+	return srv[0]
+}
+
+// expectIsolated waits until client peer of peerNS fetched 3 times in a
+// row (tries after skip) and outsider of outNS tried 4 times, then fails
+// if any of the outsider's tries got through.
+func (b *berth) expectIsolated(peerNS, peer string, skip int, outNS, outsider string) {
+	b.t.Helper()
+	eventually(b.t, 60*time.Second, peer+" (same network) to fetch and "+outsider+" to make 4 tries", func() bool {
+		enough, allOK, _ := lastTries(b.tries(peerNS, peer), skip, 3)
+		enoughOut, _, _ := lastTries(b.tries(outNS, outsider), 0, 4)
+		return enough && allOK && enoughOut
+	})
+	if _, _, noneOK := lastTries(b.tries(outNS, outsider), 0, 0); !noneOK {
+		b.t.Fatalf("%s (other network) reached the server:\n%s", outsider, b.mustCLI("logs", outsider, "-n", outNS))
+	}
+}
+
 // TestNetworkIsolation: process apps of two namespaces (two networks) on
 // `berth up`. Inside a network HTTP works; across networks connections
 // are dropped (they time out) while the host still reaches the published
@@ -113,12 +142,7 @@ func TestNetworkIsolation(t *testing.T) {
 	target := filepath.Join(dir, "target")
 
 	const shop, ops = "shop", "ops"
-	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoServerSpec, "srv", shop, filepath.Join(dir, "www"), "")),
-		"--wait", "--timeout", "2m")
-	srv, err := b.c.Instances(ctx, shop, "srv")
-	if err != nil || len(srv) != 1 || !srv[0].Status.IP.IsValid() {
-		t.Fatalf("server instances %+v, %v", srv, err)
-	}
+	srv := []model.Instance{b.startIsoServer(ctx, shop, filepath.Join(dir, "www"))}
 	if err := os.WriteFile(target, []byte(srv[0].Status.IP.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -131,14 +155,7 @@ func TestNetworkIsolation(t *testing.T) {
 	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoClientSpec, "outsider", ops, target)), "--wait", "--timeout", "2m")
 
 	// Same network: works. Other network: every try fails (from the first).
-	eventually(t, 60*time.Second, "peer (same network) to fetch and outsider to make 4 tries", func() bool {
-		enough, allOK, _ := lastTries(b.tries(shop, "peer"), 0, 3)
-		enoughOut, _, _ := lastTries(b.tries(ops, "outsider"), 0, 4)
-		return enough && allOK && enoughOut
-	})
-	if _, _, noneOK := lastTries(b.tries(ops, "outsider"), 0, 0); !noneOK {
-		t.Fatalf("outsider (other network) reached the server:\n%s", b.mustCLI("logs", "outsider", "-n", ops))
-	}
+	b.expectIsolated(shop, "peer", 0, ops, "outsider")
 	if body := get(t, srv[0].HostPorts["http"]); strings.TrimSpace(body) != "iso-hello" {
 		t.Fatalf("published port from the host served %q", body)
 	}
@@ -223,29 +240,16 @@ stopGracePeriod: 1s
 
 // TestIsolationCoversDockerContainers: docker containers (on the berth
 // Docker network, the other half of the node subnet) are policed like
-// native instances: their traffic to the node network keeps its source
-// address (no masquerade inside the node subnet), so a container of
-// another network is dropped and one of the same network gets through.
+// native instances (the forward-hook policy sees the container's own
+// address; Docker masquerades only later, in postrouting), so a container
+// of another network is dropped and one of the same network gets through.
 func TestIsolationCoversDockerContainers(t *testing.T) {
 	b := startBerth(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const shop, ops = "shop", "ops"
-	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoServerSpec, "srv", shop, filepath.Join(t.TempDir(), "www"), "")),
-		"--wait", "--timeout", "2m")
-	srv, err := b.c.Instances(ctx, shop, "srv")
-	if err != nil || len(srv) != 1 || !srv[0].Status.IP.IsValid() {
-		t.Fatalf("server instances %+v, %v", srv, err)
-	}
-	ip := srv[0].Status.IP.String()
+	ip := b.startIsoServer(ctx, shop, filepath.Join(t.TempDir(), "www")).Status.IP.String()
 	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoDockerClientSpec, "dpeer", shop, ip)), "--wait", "--timeout", "2m")
 	b.mustCLI("apply", "-f", writeSpec(t, fmt.Sprintf(isoDockerClientSpec, "doutsider", ops, ip)), "--wait", "--timeout", "2m")
-	eventually(t, 60*time.Second, "docker peer (same network) to fetch and docker outsider to make 4 tries", func() bool {
-		enough, allOK, _ := lastTries(b.tries(shop, "dpeer"), 1, 3)
-		enoughOut, _, _ := lastTries(b.tries(ops, "doutsider"), 0, 4)
-		return enough && allOK && enoughOut
-	})
-	if _, _, noneOK := lastTries(b.tries(ops, "doutsider"), 0, 0); !noneOK {
-		t.Fatalf("docker container of another network reached the server:\n%s", b.mustCLI("logs", "doutsider", "-n", ops))
-	}
+	b.expectIsolated(shop, "dpeer", 1, ops, "doutsider")
 }
