@@ -104,7 +104,9 @@ type Store interface {
 	// writers; a backend may drop a watcher that falls too far behind by
 	// closing its channel (the caller re-lists and watches again).
 	Watch(ctx context.Context, prefix string, afterRev int64) (<-chan Event, error)
-	// Rev returns the current revision.
+	// Rev returns the current revision. For the embedded store, every
+	// event of a revision it returns is already queued on every live
+	// watcher (a remote store cannot promise that).
 	Rev(ctx context.Context) (int64, error)
 	// Close releases the store; pending watches end.
 	Close() error

@@ -312,11 +312,20 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, err
 	return out, rev, nil
 }
 
-// Rev implements store.Store.
+// Rev implements store.Store. It is the last revision published to
+// watchers: every event up to it is queued on every live watcher before
+// Rev reports it (store.Store's Rev contract), which internal/store/cache
+// relies on to serve reads as fresh as the store's.
 func (s *Store) Rev(ctx context.Context) (int64, error) {
-	var rev int64
-	err := s.view(ctx, func(tx *bbolt.Tx) error { rev = readRev(tx); return nil })
-	return rev, err
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if s.closed.Load() {
+		return 0, store.ErrClosed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev, nil
 }
 
 // Close implements store.Store: it waits for the commit in progress, ends

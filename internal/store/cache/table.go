@@ -1,0 +1,160 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Table holds the keys under one prefix, decoded as T.
+type Table[T any] struct {
+	c *Cache
+	p string
+
+	mu      sync.Mutex
+	entries map[string]*entry[T]
+	sorted  []string // keys in order; nil when the key set changed
+}
+
+// entry is one key: its stored bytes until decoded, then the object.
+type entry[T any] struct {
+	kv  store.KV
+	obj *store.Object[T]
+	err error // why kv does not decode
+}
+
+// Register adds a table of the keys under prefix to c; call it before
+// the cache starts.
+func Register[T any](c *Cache, prefix string) *Table[T] {
+	t := &Table[T]{c: c, p: prefix, entries: map[string]*entry[T]{}}
+	c.register(t)
+	return t
+}
+
+func (t *Table[T]) prefix() string { return t.p }
+
+func (t *Table[T]) load(kvs []store.KV) {
+	entries := make(map[string]*entry[T], len(kvs))
+	for _, kv := range kvs {
+		entries[kv.Key] = &entry[T]{kv: kv}
+	}
+	t.mu.Lock()
+	t.entries, t.sorted = entries, nil
+	t.mu.Unlock()
+}
+
+// apply records one revision's changes at once; an event older than
+// what the table holds (replayed after a reload) changes nothing.
+func (t *Table[T]) apply(evs []store.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ev := range evs {
+		cur, ok := t.entries[ev.KV.Key]
+		if ok && cur.kv.ModRev > ev.KV.ModRev {
+			continue
+		}
+		switch {
+		case ev.Type == store.EventDelete && ok:
+			delete(t.entries, ev.KV.Key)
+			t.sorted = nil
+		case ev.Type == store.EventPut:
+			if !ok {
+				t.sorted = nil
+			}
+			t.entries[ev.KV.Key] = &entry[T]{kv: ev.KV}
+		}
+	}
+}
+
+// List returns every object under the prefix in key order, as fresh as a
+// List of the store. The objects are shared: do not modify them.
+func (t *Table[T]) List(ctx context.Context) ([]*store.Object[T], error) {
+	if err := t.c.Sync(ctx); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	if t.sorted == nil {
+		t.sorted = make([]string, 0, len(t.entries))
+		for k := range t.entries {
+			t.sorted = append(t.sorted, k)
+		}
+		sort.Strings(t.sorted)
+	}
+	out := make([]*store.Object[T], len(t.sorted))
+	var todo []int // indexes of entries still to decode
+	es := make([]*entry[T], len(t.sorted))
+	for i, k := range t.sorted {
+		e := t.entries[k]
+		es[i], out[i] = e, e.obj
+		if e.obj == nil {
+			todo = append(todo, i)
+		}
+	}
+	t.mu.Unlock()
+	for _, i := range todo {
+		o, err := t.decode(es[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = o
+	}
+	return out, nil
+}
+
+// Values is List without revisions: the values, shared (do not modify).
+func (t *Table[T]) Values(ctx context.Context) ([]*T, error) {
+	objs, err := t.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*T, len(objs))
+	for i, o := range objs {
+		out[i] = &o.Value
+	}
+	return out, nil
+}
+
+// Get returns one object, as fresh as a Get of the store, or
+// store.ErrNotFound. The object is shared: do not modify it.
+func (t *Table[T]) Get(ctx context.Context, key string) (*store.Object[T], error) {
+	if err := t.c.Sync(ctx); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	e, ok := t.entries[key]
+	t.mu.Unlock()
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return t.decode(e)
+}
+
+// decode returns e's object, decoding it on first use. Entries are
+// replaced, never changed, once published, so decoding outside the
+// table's lock races with nobody but other decoders of the same entry,
+// which agree.
+func (t *Table[T]) decode(e *entry[T]) (*store.Object[T], error) {
+	t.mu.Lock()
+	o, err := e.obj, e.err
+	kv := e.kv
+	t.mu.Unlock()
+	if o != nil || err != nil {
+		return o, err
+	}
+	o = &store.Object[T]{ModRev: kv.ModRev}
+	if err := json.Unmarshal(kv.Value, &o.Value); err != nil {
+		err = fmt.Errorf("store: decode %s: %w", kv.Key, err)
+		t.mu.Lock()
+		e.err = err
+		t.mu.Unlock()
+		return nil, err
+	}
+	t.mu.Lock()
+	e.obj, e.kv.Value = o, nil // the bytes are not needed any more
+	t.mu.Unlock()
+	return o, nil
+}
