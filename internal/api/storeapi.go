@@ -149,16 +149,20 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 		forbidden(w, msg)
 		return
 	}
+	// Events come from ch (a store watch) or from sub (the fan-out),
+	// which signals on ready.
 	var ch <-chan store.Event
+	var sub *fanout.Sub
+	var ready <-chan struct{}
 	// progress is the revision a progress line may carry (ok false: use
 	// the last event's).
 	progress := func() (int64, bool) { return 0, false }
 	if !z.admin && prefix == model.PrefixInstances {
-		if sub, err := s.nodeWatch.subscribe(r.Context(), s, z.node, after); err == nil {
-			ch, progress = sub.Events(), sub.Rev
+		if sub, err = s.nodeWatch.subscribe(r.Context(), s, z.node, after); err == nil {
+			ready, progress = sub.Ready(), sub.Rev
 		}
 	}
-	if ch == nil {
+	if ready == nil {
 		if ch, err = s.opts.Store.Watch(r.Context(), prefix, after); err != nil {
 			s.storeFail(w, err)
 			return
@@ -171,6 +175,19 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(watchProgressEvery)
 	defer tick.Stop()
 	last := after
+	// send writes one event's line; events of other nodes are skipped:
+	// the next progress line carries their revision so the client
+	// resumes after them.
+	send := func(ev store.Event) error {
+		last = ev.KV.ModRev
+		line := remote.WatchLine{Type: "put", KV: remote.FromKV(ev.KV)}
+		if ev.Type == store.EventDelete {
+			line.Type = "delete"
+		} else if !z.visible(ev.KV.Key, ev.KV.Value) {
+			return nil
+		}
+		return enc.Encode(line)
+	}
 	// The first line tells the client the stream is established.
 	_ = enc.Encode(remote.WatchLine{Type: "progress", Rev: last})
 	flush(flusher)
@@ -187,24 +204,23 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 			}
 			flush(flusher)
 		case ev, ok := <-ch:
-			if !ok {
-				return
-			}
-			last = ev.KV.ModRev
-			line := remote.WatchLine{Type: "put", KV: remote.FromKV(ev.KV)}
-			if ev.Type == store.EventDelete {
-				line.Type = "delete"
-			} else if !z.visible(ev.KV.Key, ev.KV.Value) {
-				// Not this node's: skipped; the next progress line
-				// carries its revision so the client resumes after it.
-				continue
-			}
-			if err := enc.Encode(line); err != nil {
+			if !ok || send(ev) != nil {
 				return
 			}
 			if len(ch) == 0 {
 				flush(flusher)
 			}
+		case <-ready:
+			evs, ok := sub.Take()
+			for _, ev := range evs {
+				if send(ev) != nil {
+					return
+				}
+			}
+			if !ok {
+				return // dropped: the client resumes after the last line
+			}
+			flush(flusher)
 		}
 	}
 }

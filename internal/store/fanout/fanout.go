@@ -66,13 +66,17 @@ type Hub struct {
 	closed bool
 }
 
-// Sub is one subscriber.
+// Sub is one subscriber. Its queue is a slice that grows with the
+// events waiting for it and is handed over whole by Take, so an idle
+// subscriber holds no buffer; it is dropped once more than limit wait.
 type Sub struct {
-	h     *Hub
-	owner string
-	after int64
-	ch    chan store.Event
-	gone  bool
+	h      *Hub
+	owner  string
+	after  int64
+	limit  int
+	q      []store.Event // guarded by h.mu
+	notify chan struct{} // 1 slot: events queued; closed when dropped
+	gone   bool
 }
 
 // New makes a hub; Run feeds it.
@@ -168,10 +172,14 @@ func (h *Hub) sendLocked(s *Sub, ev store.Event) {
 	if ev.KV.ModRev <= s.after {
 		return
 	}
-	select {
-	case s.ch <- ev:
-	default:
+	if len(s.q) >= s.limit {
 		h.dropLocked(s)
+		return
+	}
+	s.q = append(s.q, ev)
+	select {
+	case s.notify <- struct{}{}:
+	default: // already signalled
 	}
 }
 
@@ -186,7 +194,7 @@ func (h *Hub) dropLocked(s *Sub) {
 			delete(h.subs, s.owner)
 		}
 	}
-	close(s.ch)
+	close(s.notify)
 }
 
 func (h *Hub) stop() {
@@ -201,8 +209,9 @@ func (h *Hub) stop() {
 }
 
 // Subscribe streams owner's events after revision after until ctx ends
-// or the subscriber falls behind (the channel is then closed).
-// ErrTooOld means the history no longer reaches back to after.
+// or the subscriber falls behind by more than Options.Buffer events (it
+// is then dropped: see Ready and Take). ErrTooOld means the history no
+// longer reaches back to after.
 func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, error) {
 	select {
 	case <-h.ready:
@@ -225,9 +234,10 @@ func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, e
 			replay = append(replay, e.ev)
 		}
 	}
-	s := &Sub{h: h, owner: owner, after: after, ch: make(chan store.Event, len(replay)+h.o.Buffer)}
-	for _, ev := range replay {
-		s.ch <- ev
+	s := &Sub{h: h, owner: owner, after: after, limit: len(replay) + h.o.Buffer, q: replay,
+		notify: make(chan struct{}, 1)}
+	if len(replay) > 0 {
+		s.notify <- struct{}{}
 	}
 	if h.subs[owner] == nil {
 		h.subs[owner] = map[*Sub]struct{}{}
@@ -241,16 +251,27 @@ func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, e
 	return s, nil
 }
 
-// Events is the subscriber's stream.
-func (s *Sub) Events() <-chan store.Event { return s.ch }
+// Ready receives when events may be waiting for Take, and is closed
+// once the subscriber is dropped.
+func (s *Sub) Ready() <-chan struct{} { return s.notify }
+
+// Take returns the events queued so far, oldest first, and empties the
+// queue. ok is false once the subscriber is dropped: evs are still the
+// next events in order, but none follow them.
+func (s *Sub) Take() (evs []store.Event, ok bool) {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	evs, s.q = s.q, nil
+	return evs, !s.gone
+}
 
 // Rev is a revision the subscriber has seen every event of its owner up
-// to, once it has drained its channel; ok is false while events are
-// still queued.
+// to, once it has taken every queued event; ok is false while events
+// are still queued or once it is dropped (an event was lost).
 func (s *Sub) Rev() (rev int64, ok bool) {
 	s.h.mu.Lock()
 	defer s.h.mu.Unlock()
-	if len(s.ch) > 0 {
+	if len(s.q) > 0 || s.gone {
 		return 0, false
 	}
 	return max(s.h.last, s.after), true

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,27 +64,59 @@ func del(t *testing.T, st store.Store, key string) int64 {
 	return rev
 }
 
-// next reads one event or fails after a few seconds.
-func next(t *testing.T, s *fanout.Sub) store.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-s.Events():
-		if !ok {
-			t.Fatal("subscription closed")
-		}
-		return ev
-	case <-time.After(5 * time.Second):
-		t.Fatal("no event within 5s")
-	}
-	return store.Event{}
+// stream reads a subscriber one event at a time.
+type stream struct {
+	*fanout.Sub
+	queued []store.Event
+	ended  bool
 }
 
-func quiet(t *testing.T, s *fanout.Sub) {
+func subscribe(ctx context.Context, h *fanout.Hub, owner string, after int64) (*stream, error) {
+	s, err := h.Subscribe(ctx, owner, after)
+	if err != nil {
+		return nil, err
+	}
+	return &stream{Sub: s}, nil
+}
+
+// recv returns the next event within d; ok is false once the stream has
+// ended, timedOut true if nothing came.
+func (s *stream) recv(d time.Duration) (ev store.Event, ok, timedOut bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for len(s.queued) == 0 {
+		if s.ended {
+			return ev, false, false
+		}
+		select {
+		case <-s.Ready():
+			evs, live := s.Take()
+			s.queued, s.ended = append(s.queued, evs...), !live
+		case <-timer.C:
+			return ev, false, true
+		}
+	}
+	ev, s.queued = s.queued[0], s.queued[1:]
+	return ev, true, false
+}
+
+// next reads one event or fails after a few seconds.
+func next(t *testing.T, s *stream) store.Event {
 	t.Helper()
-	select {
-	case ev := <-s.Events():
+	ev, ok, timedOut := s.recv(5 * time.Second)
+	switch {
+	case timedOut:
+		t.Fatal("no event within 5s")
+	case !ok:
+		t.Fatal("subscription closed")
+	}
+	return ev
+}
+
+func quiet(t *testing.T, s *stream) {
+	t.Helper()
+	if ev, _, timedOut := s.recv(200 * time.Millisecond); !timedOut {
 		t.Fatalf("unexpected event %v %s", ev.Type, ev.KV.Key)
-	case <-time.After(200 * time.Millisecond):
 	}
 }
 
@@ -95,11 +129,11 @@ func TestRoutesByOwner(t *testing.T) {
 	if _, err := h.Subscribe(ctx, "a", 0); !errors.Is(err, fanout.ErrTooOld) {
 		t.Fatalf("subscribe before the first List: %v, want ErrTooOld", err)
 	}
-	a, err := h.Subscribe(ctx, "a", seeded)
+	a, err := subscribe(ctx, h, "a", seeded)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := h.Subscribe(ctx, "b", seeded)
+	b, err := subscribe(ctx, h, "b", seeded)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +174,7 @@ func TestResumeFromHistory(t *testing.T) {
 	r2 := put(t, st, "k2", "a")
 	r3 := put(t, st, "k3", "b")
 	waitRev(t, h, "b", r3)
-	s, err := h.Subscribe(ctx, "a", r1)
+	s, err := subscribe(ctx, h, "a", r1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +198,7 @@ func waitRev(t *testing.T, h *fanout.Hub, owner string, rev int64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := h.Subscribe(ctx, owner, rev-1)
+	s, err := subscribe(ctx, h, owner, rev-1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +210,7 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	st, h := setup(t, fanout.Options{Buffer: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := h.Subscribe(ctx, "a", 0)
+	s, err := subscribe(ctx, h, "a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,18 +218,16 @@ func TestSlowSubscriberDropped(t *testing.T) {
 		put(t, st, "k", "a")
 	}
 	waitRev(t, h, "b", put(t, st, "other", "b")) // all of a's are routed
-	deadline := time.After(5 * time.Second)
 	for n := 0; ; n++ {
-		select {
-		case _, ok := <-s.Events():
-			if !ok {
-				if n > 2 {
-					t.Fatalf("got %d events before the close, buffer is 2", n)
-				}
-				return
-			}
-		case <-deadline:
+		_, ok, timedOut := s.recv(5 * time.Second)
+		if timedOut {
 			t.Fatal("a subscriber 5 events behind with a buffer of 2 was not dropped")
+		}
+		if !ok {
+			if n > 2 {
+				t.Fatalf("got %d events before the close, buffer is 2", n)
+			}
+			return
 		}
 	}
 }
@@ -203,18 +235,15 @@ func TestSlowSubscriberDropped(t *testing.T) {
 func TestEndsWithContext(t *testing.T) {
 	_, h := setup(t, fanout.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := h.Subscribe(ctx, "a", 0)
+	s, err := subscribe(ctx, h, "a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cancel()
-	select {
-	case _, ok := <-s.Events():
-		if ok {
-			t.Fatal("event after cancel")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("channel not closed after the context ended")
+	if _, ok, timedOut := s.recv(5 * time.Second); timedOut {
+		t.Fatal("subscription not ended after the context ended")
+	} else if ok {
+		t.Fatal("event after cancel")
 	}
 }
 
@@ -255,4 +284,113 @@ func TestOwnsGroup(t *testing.T) {
 	owns("a", "q", false)
 	del(t, st, "p1")
 	owns("a", "p", false)
+}
+
+// A subscriber that does not read keeps up to Buffer live events (plus
+// its replay) queued, in order, and is dropped at the next one; taking
+// them makes room again.
+func TestQueueBound(t *testing.T) {
+	st, h := setup(t, fanout.Options{Buffer: 3})
+	ctx := context.Background()
+	s, err := h.Subscribe(ctx, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	puts := func(n int) (revs []int64) {
+		for i := 0; i < n; i++ {
+			revs = append(revs, put(t, st, "k", "a"))
+		}
+		waitRev(t, h, "a", revs[n-1])
+		return revs
+	}
+	take := func(wantOK bool, want []int64) {
+		t.Helper()
+		select {
+		case <-s.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatal("not ready")
+		}
+		evs, ok := s.Take()
+		if ok != wantOK || !slices.Equal(modRevs(evs), want) {
+			t.Fatalf("Take() = %v, %v; want %v, %v", modRevs(evs), ok, want, wantOK)
+		}
+	}
+	take(true, puts(3))
+	if _, ok := s.Rev(); !ok {
+		t.Fatal("Rev not ok with an empty queue")
+	}
+	full := puts(3)
+	puts(1) // one too many
+	take(false, full)
+	if _, ok := s.Rev(); ok {
+		t.Fatal("Rev ok after the subscriber was dropped")
+	}
+
+	// A replay does not count against Buffer.
+	last := puts(2)
+	r, err := h.Subscribe(ctx, "a", last[0]-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(last, puts(3)...)
+	if evs, ok := r.Take(); !ok || !slices.Equal(modRevs(evs), want) {
+		t.Fatalf("replay + Buffer: Take() = %v, %v; want %v, true", modRevs(evs), ok, want)
+	}
+}
+
+// A subscriber reading while events are routed gets each of its owner's
+// events once, in revision order, however its reads and the routing
+// interleave.
+func TestNoLostOrReordered(t *testing.T) {
+	st, h := setup(t, fanout.Options{Buffer: 1000})
+	ctx := context.Background()
+	owners := []string{"a", "b", "c"}
+	got := make([][]int64, len(owners))
+	errc := make(chan error, len(owners))
+	for i, owner := range owners {
+		s, err := subscribe(ctx, h, owner, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				ev, ok, _ := s.recv(10 * time.Second)
+				if !ok {
+					errc <- errors.New(owner + ": stream ended or stalled")
+					return
+				}
+				if ev.KV.Key == prefix+"end" {
+					errc <- nil
+					return
+				}
+				got[i] = append(got[i], ev.KV.ModRev)
+			}
+		}()
+	}
+	want := make([][]int64, len(owners))
+	for n := 0; n < 300; n++ {
+		i := n % len(owners)
+		want[i] = append(want[i], put(t, st, fmt.Sprintf("k%d", n%7), owners[i]))
+	}
+	for _, owner := range owners {
+		put(t, st, "end", owner)
+	}
+	for range owners {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, owner := range owners {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("%s got revisions %v, want %v", owner, got[i], want[i])
+		}
+	}
+}
+
+func modRevs(evs []store.Event) []int64 {
+	var revs []int64
+	for _, ev := range evs {
+		revs = append(revs, ev.KV.ModRev)
+	}
+	return revs
 }
