@@ -47,7 +47,7 @@ func (s *Server) identify(r *http.Request) (Identity, error) {
 		if time.Now().After(leaf.NotAfter) { // a connection outliving its certificate
 			return Identity{}, fmt.Errorf("the certificate of node %s expired at %s; the agent renews it before that, or join again", node, leaf.NotAfter.Format(time.RFC3339))
 		}
-		rec, err := store.GetJSON[model.NodeCert](r.Context(), s.opts.Store, model.NodeCertKey(node))
+		rec, err := s.opts.State.NodeCerts.Get(r.Context(), model.NodeCertKey(node))
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return Identity{}, fmt.Errorf("the certificate of node %s was revoked (node removed); join again with a new token", node)

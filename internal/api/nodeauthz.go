@@ -173,7 +173,11 @@ func (z nodeAuthz) nodePut(ctx context.Context, value []byte) (b []byte, beatOnl
 	if n.Name != z.node {
 		return nil, false, http.StatusForbidden, "node " + z.node + " may not write a node object named " + n.Name, nil
 	}
-	cur, err := store.GetJSON[model.Node](ctx, z.s.opts.Store, model.NodeKey(z.node))
+	var cur store.Object[model.Node]
+	shared, err := z.s.opts.State.Nodes.Get(ctx, model.NodeKey(z.node))
+	if err == nil {
+		cur = *shared
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		n.Subnet = ""
@@ -228,19 +232,17 @@ func (z nodeAuthz) instancePut(ctx context.Context, op store.Op, compared map[st
 	if !ok || rev == 0 {
 		return http.StatusForbidden, "node " + z.node + " may only update the status of existing instances (compare-and-swap)", nil
 	}
-	kv, err := z.s.opts.Store.Get(ctx, op.Key)
+	stored, err := z.s.opts.State.Instances.Get(ctx, op.Key)
 	if errors.Is(err, store.ErrNotFound) {
 		return http.StatusConflict, store.ErrConflict.Error(), nil
 	} else if err != nil {
 		return 0, "", err
 	}
-	if kv.ModRev != rev {
+	if stored.ModRev != rev {
 		return http.StatusConflict, store.ErrConflict.Error(), nil
 	}
-	var cur, next model.Instance
-	if err := json.Unmarshal(kv.Value, &cur); err != nil {
-		return 0, "", err
-	}
+	cur := stored.Value // a copy: the view's object is shared
+	var next model.Instance
 	if err := json.Unmarshal(op.Value, &next); err != nil {
 		return http.StatusBadRequest, "instance: " + err.Error(), nil
 	}

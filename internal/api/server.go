@@ -17,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 )
 
@@ -28,6 +29,10 @@ type LogSource interface {
 // Options configure the API server.
 type Options struct {
 	Store store.Store
+	// State is the server's shared view of instances, nodes and node
+	// certificates, read by every agent request's checks (a private one
+	// when nil).
+	State *state.State
 	// AdminToken is the bearer token with full access.
 	AdminToken string
 	Logs       LogSource
@@ -69,6 +74,7 @@ func New(opts Options) *Server {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	opts.State = state.Or(opts.State, opts.Store, opts.Log)
 	s := &Server{opts: opts, apps: &apps.Service{Store: opts.Store}, mux: http.NewServeMux(),
 		token: sha256.Sum256([]byte(opts.AdminToken)), log: opts.Log}
 	s.routes()

@@ -53,6 +53,11 @@ func AskFor(spec *model.AppSpec, in *model.Instance) Ask {
 type Snapshot struct {
 	Nodes     []model.Node
 	Instances []model.Instance
+	// NodeRefs and InstanceRefs are more of the same, by reference, for
+	// callers that hold shared objects (the server's state cache): the
+	// scheduler only reads them, so they need no copy.
+	NodeRefs     []*model.Node
+	InstanceRefs []*model.Instance
 }
 
 // Placement puts one instance on a node with its host ports and GPU

@@ -59,9 +59,12 @@ func newScheduler(snap Snapshot) *scheduler {
 	s := &scheduler{byName: make(map[string]*nodeState, len(snap.Nodes)), placed: map[string][]int32{},
 		apps: map[string]*appIndex{}, static: map[string][]string{},
 		call: &call{regex: map[string]regexpResult{}}}
-	s.nodes = make([]*nodeState, 0, len(snap.Nodes))
+	nodes := snap.NodeRefs[:len(snap.NodeRefs):len(snap.NodeRefs)]
 	for i := range snap.Nodes {
-		n := &snap.Nodes[i]
+		nodes = append(nodes, &snap.Nodes[i])
+	}
+	s.nodes = make([]*nodeState, 0, len(nodes))
+	for _, n := range nodes {
 		st := newNodeState(n)
 		for _, p := range n.PortsInUse {
 			st.usePort(p)
@@ -73,8 +76,11 @@ func newScheduler(snap Snapshot) *scheduler {
 	for i, n := range s.nodes {
 		n.idx = i
 	}
+	insts := snap.InstanceRefs[:len(snap.InstanceRefs):len(snap.InstanceRefs)]
 	for i := range snap.Instances {
-		in := &snap.Instances[i]
+		insts = append(insts, &snap.Instances[i])
+	}
+	for _, in := range insts {
 		st, ok := s.byName[in.Node]
 		if !ok || in.Terminal() {
 			continue

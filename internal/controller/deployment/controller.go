@@ -20,12 +20,16 @@ import (
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 )
 
 // Options are the controller's dependencies.
 type Options struct {
-	Store  store.Store
+	Store store.Store
+	// State is the server's shared view of instances and nodes (a
+	// private one when nil).
+	State  *state.State
 	Events *events.Recorder
 	Log    *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -57,6 +61,7 @@ func New(o Options) *Controller {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.State = state.Or(o.State, o.Store, o.Log)
 	return &Controller{o: o}
 }
 
@@ -77,23 +82,23 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	instObjs, _, err := store.ListJSON[model.Instance](ctx, c.o.Store, model.PrefixInstances)
+	instObjs, err := c.o.State.Instances.List(ctx)
 	if err != nil {
 		return false, err
 	}
-	nodeList, err := store.ListValues[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	nodeList, err := c.o.State.Nodes.Values(ctx)
 	if err != nil {
 		return false, err
 	}
 	nodes := make(map[string]model.Node, len(nodeList))
 	for _, n := range nodeList {
-		nodes[n.Name] = n
+		nodes[n.Name] = *n
 	}
 	rollouts, requests, err := c.rolloutObjects(ctx)
 	if err != nil {
 		return false, err
 	}
-	byApp := map[string][]store.Object[model.Instance]{}
+	byApp := map[string][]*store.Object[model.Instance]{}
 	for _, o := range instObjs {
 		k := o.Value.Namespace + "/" + o.Value.App
 		byApp[k] = append(byApp[k], o)
@@ -123,15 +128,18 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 type appState struct {
 	c       *Controller
 	app     store.Object[model.App]
-	insts   []store.Object[model.Instance]
+	insts   []*store.Object[model.Instance] // shared with the state view: read only
 	rollout *store.Object[model.Rollout]
 	request *store.Object[model.RolloutRequest]
 }
 
+// find returns a private copy of instance id, for the caller to change
+// and write.
 func (a *appState) find(id string) *store.Object[model.Instance] {
-	for i := range a.insts {
-		if a.insts[i].Value.ID == id {
-			return &a.insts[i]
+	for _, o := range a.insts {
+		if o.Value.ID == id {
+			c := *o
+			return &c
 		}
 	}
 	return nil

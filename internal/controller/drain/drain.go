@@ -22,12 +22,16 @@ import (
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 )
 
 // Options are the loop's dependencies.
 type Options struct {
-	Store  store.Store
+	Store store.Store
+	// State is the server's shared view of nodes and instances (a
+	// private one when nil).
+	State  *state.State
 	Events *events.Recorder
 	Log    *slog.Logger
 	// Resync is the longest time between passes (default 2s).
@@ -45,6 +49,7 @@ func New(o Options) *Controller {
 	if o.Resync == 0 {
 		o.Resync = 2 * time.Second
 	}
+	o.State = state.Or(o.State, o.Store, o.Log)
 	return &Controller{o: o}
 }
 
@@ -56,7 +61,7 @@ func (c *Controller) Run(ctx context.Context) {
 
 // Reconcile makes one step of progress on every draining node.
 func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
-	nodes, err := store.ListValues[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	nodes, err := c.o.State.Nodes.Values(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -69,7 +74,7 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	if len(draining) == 0 {
 		return false, nil
 	}
-	insts, err := store.ListValues[model.Instance](ctx, c.o.Store, model.PrefixInstances)
+	insts, err := c.o.State.Instances.Values(ctx) // shared: read only
 	if err != nil {
 		return false, err
 	}
@@ -91,11 +96,10 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 }
 
 // step stops what may be stopped now on node, or finishes the drain.
-func (c *Controller) step(ctx context.Context, node string, insts []model.Instance, appOf map[string]*model.App) error {
+func (c *Controller) step(ctx context.Context, node string, insts []*model.Instance, appOf map[string]*model.App) error {
 	var onNode []*model.Instance
 	stopping := false
-	for i := range insts {
-		in := &insts[i]
+	for _, in := range insts {
 		if in.Node != node {
 			continue
 		}
@@ -148,11 +152,10 @@ func (c *Controller) step(ctx context.Context, node string, insts []model.Instan
 
 // whole reports whether app has at least its desired count of active
 // instances, all ready.
-func whole(app *model.App, insts []model.Instance) bool {
+func whole(app *model.App, insts []*model.Instance) bool {
 	hasHealth := app.Spec.Health != nil
 	active := 0
-	for i := range insts {
-		in := &insts[i]
+	for _, in := range insts {
 		if in.Namespace != app.Namespace || in.App != app.Name || !in.Active() {
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 )
 
@@ -43,7 +44,10 @@ const (
 
 // Options are the controller's dependencies.
 type Options struct {
-	Store  store.Store
+	Store store.Store
+	// State is the server's shared view of nodes (a private one when
+	// nil).
+	State  *state.State
 	Events *events.Recorder
 	Log    *slog.Logger
 	// Grace before a silent node is marked down (default DefaultGrace).
@@ -88,6 +92,7 @@ func New(o Options) *Controller {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	o.State = state.Or(o.State, o.Store, o.Log)
 	return &Controller{o: o, recovering: map[string]time.Time{}}
 }
 
@@ -105,12 +110,13 @@ func (c *Controller) Run(ctx context.Context) {
 // fault of the nodes.
 func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	now := c.o.Now()
-	list, err := store.ListValues[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	list, err := c.o.State.Nodes.Values(ctx)
 	if err != nil {
 		return false, err
 	}
 	startup := now.Sub(c.started) < c.o.Grace
-	for _, n := range list {
+	for _, shared := range list {
+		n := *shared
 		stored := n.LastHeartbeat
 		n.LastHeartbeat = c.o.Liveness.Last(n.Name, stored)
 		age := now.Sub(n.LastHeartbeat)

@@ -21,12 +21,16 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/scheduler"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 )
 
 // Options are the controller's dependencies.
 type Options struct {
-	Store  store.Store
+	Store store.Store
+	// State is the server's shared view of nodes and instances (a
+	// private one when nil).
+	State  *state.State
 	Events *events.Recorder
 	Log    *slog.Logger
 }
@@ -39,6 +43,7 @@ func New(o Options) *Controller {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	o.State = state.Or(o.State, o.Store, o.Log)
 	return &Controller{o: o}
 }
 
@@ -60,21 +65,22 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	for _, kv := range pkeys {
 		placeRev[strings.TrimPrefix(kv.Key, model.PrefixPlacements)] = kv
 	}
-	nodes, err := store.ListValues[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	// The view syncs to the store's revision at each read, later than
+	// the placement keys' listing.
+	nodes, err := c.o.State.Nodes.Values(ctx)
 	if err != nil {
 		return false, err
 	}
-	objs, _, err := store.ListJSON[model.Instance](ctx, c.o.Store, model.PrefixInstances)
+	objs, err := c.o.State.Instances.List(ctx)
 	if err != nil {
 		return false, err
 	}
-	snap := scheduler.Snapshot{Nodes: nodes}
+	snap := scheduler.Snapshot{NodeRefs: nodes, InstanceRefs: make([]*model.Instance, 0, len(objs))}
 	var pending []*store.Object[model.Instance]
-	for i := range objs {
-		in := objs[i].Value
-		snap.Instances = append(snap.Instances, in)
-		if in.Active() && in.Node == "" {
-			pending = append(pending, &objs[i])
+	for _, o := range objs {
+		snap.InstanceRefs = append(snap.InstanceRefs, &o.Value)
+		if o.Value.Active() && o.Value.Node == "" {
+			pending = append(pending, o)
 		}
 	}
 	if len(pending) == 0 {

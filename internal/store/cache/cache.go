@@ -1,11 +1,11 @@
-// Package cache keeps some store prefixes in server memory, fed by one
-// watch of the whole store, so control loops and request checks read
-// objects without listing and decoding the store on every pass.
+// Package cache keeps some store prefixes in server memory, each fed by a
+// watch of its prefix, so control loops and request checks read objects
+// without listing and decoding the store on every pass.
 //
 // Reads are as fresh as a store read: List and Get first wait until the
-// cache has applied every event up to the store's current revision (Sync).
-// That relies on the embedded store's Rev contract — every event of a
-// revision Rev returned is already queued on the watch — so the cache
+// table has applied every event up to the store's current revision
+// (sync). That relies on the embedded store's Rev contract — every event
+// of a revision Rev returned is already queued on the watch — so a table
 // answers at least what a List of the store would have, including the
 // caller's own writes and whole transactions, never half of one.
 //
@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,195 +25,185 @@ import (
 	"github.com/berth-dev/berth/internal/store"
 )
 
-// Cache is one watch of the store feeding registered tables.
+// Cache groups the tables of one store; each table follows its own
+// prefix.
 type Cache struct {
 	st  store.Store
 	log *slog.Logger
 
-	start sync.Once
-	syncs chan syncReq // Sync requests, answered by the feeding loop
-
 	mu      sync.Mutex
+	ctx     context.Context // set by Start; tables registered later start at once
 	started bool
-	tables  []table
-	ready  chan struct{} // closed once every table is loaded
-	err    error         // why the cache stopped, once it has
-	done   chan struct{} // closed when the feeding loop ended
+	feeds   []*feed
 }
 
-// table is the untyped side of a Table.
-type table interface {
-	prefix() string
-	load(kvs []store.KV)
-	apply(evs []store.Event) // one revision's events under the prefix
-}
-
-// New makes a cache of st. Register tables, then Start it (reads start
-// it too).
+// New makes a cache of st. Register tables, then Start it (a table's
+// first read starts it too, for as long as the store is open).
 func New(st store.Store, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Cache{st: st, log: log, syncs: make(chan syncReq), ready: make(chan struct{}), done: make(chan struct{})}
+	return &Cache{st: st, log: log}
 }
 
-// Start feeds the cache until ctx ends or the store closes; later calls
+// Start feeds every table until ctx ends or the store closes; later calls
 // do nothing.
 func (c *Cache) Start(ctx context.Context) {
-	c.start.Do(func() {
-		c.mu.Lock()
-		c.started = true
-		c.mu.Unlock()
-		go c.run(ctx)
-	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return
+	}
+	c.started, c.ctx = true, ctx
+	for _, f := range c.feeds {
+		go f.run(ctx)
+	}
 }
 
-// Sync waits until the cache has applied every change the store had made
-// when Sync was called.
-func (c *Cache) Sync(ctx context.Context) error {
-	c.Start(context.Background()) // a cache read before Start lives as long as its store
+func (c *Cache) add(f *feed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.feeds = append(c.feeds, f)
+	if c.started {
+		go f.run(c.ctx)
+	}
+}
+
+// sink is what a feed fills: a typed table.
+type sink interface {
+	load(kvs []store.KV)
+	apply(evs []store.Event) // one revision's events under the prefix
+}
+
+// feed keeps one prefix's sink in step with the store.
+type feed struct {
+	c      *Cache
+	prefix string
+	sink   sink
+
+	syncs chan syncReq  // sync requests, answered by run
+	ready chan struct{} // closed once the prefix is loaded and watched
+	done  chan struct{} // closed when run ended
+	err   error         // why run ended; read after done
+}
+
+// syncReq asks the feed to confirm it holds every change up to rev.
+type syncReq struct {
+	rev   int64
+	reply chan struct{}
+}
+
+func newFeed(c *Cache, prefix string, s sink) *feed {
+	return &feed{c: c, prefix: prefix, sink: s, syncs: make(chan syncReq),
+		ready: make(chan struct{}), done: make(chan struct{})}
+}
+
+// sync waits until the feed has applied every change the store had made
+// when sync was called.
+func (f *feed) sync(ctx context.Context) error {
+	f.c.Start(context.Background())
 	select {
-	case <-c.ready:
-	case <-c.done:
-		return c.stopped()
+	case <-f.ready:
+	case <-f.done:
+		return f.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	rev, err := c.st.Rev(ctx)
+	rev, err := f.c.st.Rev(ctx)
 	if err != nil {
 		return err
 	}
 	req := syncReq{rev: rev, reply: make(chan struct{})}
 	select {
-	case c.syncs <- req:
-	case <-c.done:
-		return c.stopped()
+	case f.syncs <- req:
+	case <-f.done:
+		return f.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
 	case <-req.reply:
 		return nil
-	case <-c.done:
-		return c.stopped()
+	case <-f.done:
+		return f.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (c *Cache) stopped() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return c.err
-	}
-	return store.ErrClosed
-}
-
-// run loads every table, then applies the store's watch; a dropped watch
-// resumes where it stopped, a compacted one reloads the tables.
-func (c *Cache) run(ctx context.Context) {
-	defer close(c.done)
+// run loads the prefix, then applies its watch; a dropped watch resumes
+// where it stopped, a compacted one reloads.
+func (f *feed) run(ctx context.Context) {
+	defer close(f.done)
+	var waiting []syncReq // requests a dropped watch left unanswered
 	loaded := false
 	var after int64
-	for ctx.Err() == nil {
+	for {
 		if !loaded {
-			rev, err := c.load(ctx)
+			kvs, rev, err := f.c.st.List(ctx, f.prefix)
 			if err != nil {
-				if c.fatal(ctx, err) {
+				if f.stop(ctx, err) {
 					return
 				}
 				continue
 			}
+			f.sink.load(kvs)
 			after, loaded = rev, true
 		}
-		ch, err := c.st.Watch(ctx, "", after)
+		ch, err := f.c.st.Watch(ctx, f.prefix, after)
 		if errors.Is(err, store.ErrCompacted) {
-			c.log.Warn("cache: watch history compacted; reloading", "after", after)
+			f.c.log.Warn("cache: watch history compacted; reloading", "prefix", f.prefix, "after", after)
 			loaded = false
 			continue
 		}
 		if err != nil {
-			if c.fatal(ctx, err) {
+			if f.stop(ctx, err) {
 				return
 			}
 			continue
 		}
 		select {
-		case <-c.ready:
+		case <-f.ready:
 		default:
-			close(c.ready)
+			close(f.ready)
 		}
-		after = c.follow(ctx, ch, after)
+		after, waiting = f.follow(ctx, ch, after, waiting)
+		if ctx.Err() != nil {
+			f.err = ctx.Err()
+			return
+		}
 	}
-	c.mu.Lock()
-	c.err = cmpErr(c.err, ctx.Err())
-	c.mu.Unlock()
 }
 
-// fatal records err and reports whether the cache must stop (the store
+// stop records err and reports whether the feed must end (the store
 // closed or ctx ended); other errors are retried after a pause.
-func (c *Cache) fatal(ctx context.Context, err error) bool {
+func (f *feed) stop(ctx context.Context, err error) bool {
 	if errors.Is(err, store.ErrClosed) || ctx.Err() != nil {
-		c.mu.Lock()
-		c.err = cmpErr(err, ctx.Err())
-		c.mu.Unlock()
+		f.err = err
 		return true
 	}
-	c.log.Warn("cache: store read failed; retrying", "err", err)
-	return !ctxsleep.Sleep(ctx, time.Second)
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
+	f.c.log.Warn("cache: store read failed; retrying", "prefix", f.prefix, "err", err)
+	if !ctxsleep.Sleep(ctx, time.Second) {
+		f.err = ctx.Err()
+		return true
 	}
-	return b
-}
-
-// load lists every table and returns a revision the watch may resume
-// after: the oldest listing's, so no change is missed (events the other
-// listings already hold are applied again, which changes nothing).
-func (c *Cache) load(ctx context.Context) (int64, error) {
-	c.mu.Lock()
-	tables := append([]table(nil), c.tables...)
-	c.mu.Unlock()
-	var from int64 = -1
-	for _, t := range tables {
-		kvs, rev, err := c.st.List(ctx, t.prefix())
-		if err != nil {
-			return 0, err
-		}
-		t.load(kvs)
-		if from < 0 || rev < from {
-			from = rev
-		}
-	}
-	if from < 0 {
-		return c.st.Rev(ctx)
-	}
-	return from, nil
-}
-
-// syncReq asks the feeding loop to confirm it holds every change up to
-// rev.
-type syncReq struct {
-	rev   int64
-	reply chan struct{}
+	return false
 }
 
 // follow applies ch until it closes, one whole revision at a time: the
 // events of the newest revision wait until a later revision's first
-// event shows they are complete, or until a Sync needs them — the store
+// event shows they are complete, or until a sync needs them — the store
 // queues a revision's events before Rev reports it, so once the channel
-// is drained after a request for rev, everything up to rev is here. It
-// returns the revision to resume after: the last one applied.
-func (c *Cache) follow(ctx context.Context, ch <-chan store.Event, after int64) int64 {
+// is drained after a request for rev, everything up to rev is here.
+// Requests still waiting when ch closes are returned, to be answered
+// from the next watch. It returns the revision to resume after: the
+// last one applied.
+func (f *feed) follow(ctx context.Context, ch <-chan store.Event, after int64, waiting []syncReq) (int64, []syncReq) {
 	var pend []store.Event
 	pendRev := after
 	flush := func() {
 		if len(pend) > 0 {
-			c.route(pend)
+			f.sink.apply(pend)
 			after, pend = pendRev, pend[:0]
 		}
 	}
@@ -226,36 +215,39 @@ func (c *Cache) follow(ctx context.Context, ch <-chan store.Event, after int64) 
 		pend = append(pend, ev)
 	}
 	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				return after
-			}
-			add(ev)
-		case req := <-c.syncs:
-			reqs := []syncReq{req}
-			if !c.drain(ch, add, &reqs) {
-				return after
+		if len(waiting) > 0 {
+			if !f.drain(ch, add, &waiting) {
+				return after, waiting
 			}
 			upTo := int64(0)
-			for _, r := range reqs {
+			for _, r := range waiting {
 				upTo = max(upTo, r.rev)
 			}
 			if pendRev <= upTo {
 				flush()
 			}
-			for _, r := range reqs {
+			for _, r := range waiting {
 				close(r.reply)
 			}
+			waiting = waiting[:0]
+		}
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return after, waiting
+			}
+			add(ev)
+		case req := <-f.syncs:
+			waiting = append(waiting, req)
 		case <-ctx.Done():
-			return after
+			return after, waiting
 		}
 	}
 }
 
-// drain adds every event queued on ch, collecting Sync requests that
+// drain adds every event queued on ch, collecting sync requests that
 // arrive meanwhile; false when ch closed.
-func (c *Cache) drain(ch <-chan store.Event, add func(store.Event), reqs *[]syncReq) bool {
+func (f *feed) drain(ch <-chan store.Event, add func(store.Event), reqs *[]syncReq) bool {
 	for {
 		select {
 		case ev, ok := <-ch:
@@ -263,39 +255,10 @@ func (c *Cache) drain(ch <-chan store.Event, add func(store.Event), reqs *[]sync
 				return false
 			}
 			add(ev)
-		case r := <-c.syncs:
+		case r := <-f.syncs:
 			*reqs = append(*reqs, r)
 		default:
 			return true
 		}
 	}
-}
-
-// route applies one revision's events, each table's share at once, so a
-// reader sees all of a transaction or none of it.
-func (c *Cache) route(evs []store.Event) {
-	c.mu.Lock()
-	tables := c.tables
-	c.mu.Unlock()
-	for _, t := range tables {
-		p := t.prefix()
-		var mine []store.Event
-		for _, ev := range evs {
-			if strings.HasPrefix(ev.KV.Key, p) {
-				mine = append(mine, ev)
-			}
-		}
-		if len(mine) > 0 {
-			t.apply(mine)
-		}
-	}
-}
-
-func (c *Cache) register(t table) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.started {
-		panic("cache: table " + t.prefix() + " registered after the cache started")
-	}
-	c.tables = append(c.tables, t)
 }

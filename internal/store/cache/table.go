@@ -12,8 +12,7 @@ import (
 
 // Table holds the keys under one prefix, decoded as T.
 type Table[T any] struct {
-	c *Cache
-	p string
+	feed *feed
 
 	mu      sync.Mutex
 	entries map[string]*entry[T]
@@ -27,15 +26,13 @@ type entry[T any] struct {
 	err error // why kv does not decode
 }
 
-// Register adds a table of the keys under prefix to c; call it before
-// the cache starts.
+// Register adds a table of the keys under prefix to c.
 func Register[T any](c *Cache, prefix string) *Table[T] {
-	t := &Table[T]{c: c, p: prefix, entries: map[string]*entry[T]{}}
-	c.register(t)
+	t := &Table[T]{entries: map[string]*entry[T]{}}
+	t.feed = newFeed(c, prefix, t)
+	c.add(t.feed)
 	return t
 }
-
-func (t *Table[T]) prefix() string { return t.p }
 
 func (t *Table[T]) load(kvs []store.KV) {
 	entries := make(map[string]*entry[T], len(kvs))
@@ -73,7 +70,7 @@ func (t *Table[T]) apply(evs []store.Event) {
 // List returns every object under the prefix in key order, as fresh as a
 // List of the store. The objects are shared: do not modify them.
 func (t *Table[T]) List(ctx context.Context) ([]*store.Object[T], error) {
-	if err := t.c.Sync(ctx); err != nil {
+	if err := t.feed.sync(ctx); err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
@@ -121,7 +118,7 @@ func (t *Table[T]) Values(ctx context.Context) ([]*T, error) {
 // Get returns one object, as fresh as a Get of the store, or
 // store.ErrNotFound. The object is shared: do not modify it.
 func (t *Table[T]) Get(ctx context.Context, key string) (*store.Object[T], error) {
-	if err := t.c.Sync(ctx); err != nil {
+	if err := t.feed.sync(ctx); err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
