@@ -115,7 +115,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, o := range objs {
 		if o.Value.Node == a.o.NodeName {
 			known[o.Value.ID] = true
-			a.observe(ctx, o.Value, existing[o.Value.ID])
+			a.observe(ctx, o, existing[o.Value.ID])
 		}
 	}
 	a.wg.Add(1)
@@ -156,7 +156,7 @@ func (a *Agent) resync(ctx context.Context) (int64, error) {
 	for _, o := range objs {
 		if o.Value.Node == a.o.NodeName {
 			seen[o.Value.ID] = true
-			a.observe(ctx, o.Value, nil)
+			a.observe(ctx, o, nil)
 		}
 	}
 	a.mu.Lock()
@@ -183,12 +183,13 @@ func (a *Agent) handle(ctx context.Context, ev store.Event) {
 	if err != nil || in.Node != a.o.NodeName {
 		return
 	}
-	a.observe(ctx, in, nil)
+	a.observe(ctx, store.Object[model.Instance]{Value: in, ModRev: ev.KV.ModRev}, nil)
 }
 
-// observe hands the latest desired state to the instance's runner,
-// starting one if needed. w is the reattached workload, if any.
-func (a *Agent) observe(ctx context.Context, in model.Instance, w *workload) {
+// observe hands the latest stored instance to its runner, starting one
+// if needed. w is the reattached workload, if any.
+func (a *Agent) observe(ctx context.Context, o store.Object[model.Instance], w *workload) {
+	in := o.Value
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r, ok := a.runners[in.ID]
@@ -196,7 +197,7 @@ func (a *Agent) observe(ctx context.Context, in model.Instance, w *workload) {
 		if in.Desired == model.DesiredStop && in.Terminal() && w == nil {
 			return // finished before we saw it; nothing to do
 		}
-		r = newRunner(a, in, w)
+		r = newRunner(a, o, w)
 		a.runners[in.ID] = r
 		a.wg.Add(1)
 		go func() {
@@ -210,7 +211,7 @@ func (a *Agent) observe(ctx context.Context, in model.Instance, w *workload) {
 		}()
 		return
 	}
-	r.update(in)
+	r.update(o)
 }
 
 // workload is a runtime object found at start, with the driver running it.
@@ -365,41 +366,6 @@ func (a *Agent) register(ctx context.Context) error {
 	a.o.Log.Info("node registered", "node", node.Name, "cpu", node.Capacity.CPU.String(),
 		"memory", node.Capacity.Memory.Human(), "drivers", names, "runtimes", runtimes)
 	return nil
-}
-
-func (a *Agent) heartbeat(ctx context.Context) {
-	t := time.NewTicker(a.o.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		inUse := a.portsInUse()
-		_, err := store.Update(ctx, a.o.Store, model.NodeKey(a.o.NodeName), func(n *model.Node) error {
-			n.LastHeartbeat = a.now()
-			if n.Status != model.NodeDown { // the node controller lifts down
-				n.Status = model.NodeReady
-			}
-			n.PortsInUse = inUse
-			return nil
-		})
-		if err != nil && ctx.Err() == nil {
-			a.o.Log.Warn("heartbeat", "err", err)
-			continue
-		}
-		// The store answers again: write what could not be written.
-		a.mu.Lock()
-		runners := make([]*runner, 0, len(a.runners))
-		for _, r := range a.runners {
-			runners = append(runners, r)
-		}
-		a.mu.Unlock()
-		for _, r := range runners {
-			r.retryStatus(ctx)
-		}
-	}
 }
 
 // portsInUse are the host's listening ports in the node's range.

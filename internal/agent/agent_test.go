@@ -33,10 +33,13 @@ func newEnv(t *testing.T) *env {
 }
 
 // runAgent runs an agent for node n1 until the returned stop is called.
-func (e *env) runAgent() (stop func()) {
+func (e *env) runAgent() (stop func()) { return e.runAgentOn(e.store) }
+
+// runAgentOn is runAgent with the agent using s (a view of e.store).
+func (e *env) runAgentOn(s store.Store) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := New(Options{Store: e.store, Drivers: map[string]driver.Driver{"mock": e.drv}, NodeName: "n1",
-		Events: events.NewRecorder(e.store, nil), Heartbeat: time.Hour})
+	a := New(Options{Store: s, Drivers: map[string]driver.Driver{"mock": e.drv}, NodeName: "n1",
+		Events: events.NewRecorder(s, nil), Heartbeat: time.Hour})
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	return func() {
@@ -140,6 +143,38 @@ func TestStatusRecordsAddress(t *testing.T) {
 		s := e.instance(in).Status
 		return s.State == model.StateStopped && !s.IP.IsValid()
 	})
+}
+
+// TestStatusChangeIsOneWrite: the runner writes each status change over
+// the instance as it last saw it (listed, watched or written), with one
+// compare-and-swap and no read, and the Started event in the same write.
+func TestStatusChangeIsOneWrite(t *testing.T) {
+	e := newEnv(t)
+	s := &counting{Store: e.store, prefix: model.PrefixInstances}
+	in := e.place("web", []string{"run"}, nil)
+	defer e.runAgentOn(s)()
+	e.eventually("running", func() bool { return e.instance(in).Status.State == model.StateRunning })
+	if gets, txns, conflicts := s.calls(); gets != 0 || txns != 2 || conflicts != 0 {
+		t.Fatalf("starting, running: %d reads, %d writes, %d conflicts; want 2 writes", gets, txns, conflicts)
+	}
+	o, err := store.GetJSON[model.Instance](context.Background(), e.store, in.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := events.List(context.Background(), e.store, events.Filter{Instance: in.ID}, 0)
+	if err != nil || len(evs) != 1 || evs[0].Reason != "Started" || evs[0].Seq != o.ModRev {
+		t.Fatalf("events %+v (%v), want Started written with the running status at %d", evs, err, o.ModRev)
+	}
+	if _, err := store.Update(context.Background(), e.store, in.Key(), func(i *model.Instance) error {
+		i.Desired = model.DesiredStop
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("stopped", func() bool { return e.instance(in).Status.State == model.StateStopped })
+	if gets, txns, conflicts := s.calls(); gets != 0 || txns != 2 || conflicts != 0 {
+		t.Fatalf("stopping, stopped: %d reads, %d writes, %d conflicts; want 2 writes", gets, txns, conflicts)
+	}
 }
 
 func TestExitWithPolicyNeverStaysFailed(t *testing.T) {

@@ -45,8 +45,8 @@ func (r *runner) checkHealth(ctx context.Context, in *model.Instance, spec *mode
 			fails = 0
 			if state != model.HealthHealthy {
 				state = model.HealthHealthy
-				r.setStatus(ctx, func(s *model.InstanceStatus) { s.Health, s.Message = state, "" })
-				r.a.o.Events.Normal(ctx, in, "Healthy", "health check passed")
+				r.setStatus(ctx, func(s *model.InstanceStatus) { s.Health, s.Message = state, "" },
+					r.event(in, "Healthy", "health check passed")...)
 			}
 		default:
 			fails++

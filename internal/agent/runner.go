@@ -29,7 +29,7 @@ type runner struct {
 	key string
 
 	mu      sync.Mutex
-	latest  model.Instance
+	latest  store.Object[model.Instance] // as last seen in the store or written
 	deleted bool
 	wake    chan struct{}
 
@@ -39,13 +39,16 @@ type runner struct {
 	handledExit time.Time
 	reattached  bool
 
-	// statusMu guards unsent: status changes not yet stored.
-	statusMu sync.Mutex
-	unsent   []func(*model.InstanceStatus)
+	// statusMu guards unsent and unsentEvents: status changes not yet
+	// stored, and the events explaining them.
+	statusMu     sync.Mutex
+	unsent       []func(*model.InstanceStatus)
+	unsentEvents []store.Op
 }
 
-func newRunner(a *Agent, in model.Instance, w *workload) *runner {
-	r := &runner{a: a, id: in.ID, key: in.Key(), latest: in, wake: make(chan struct{}, 1)}
+func newRunner(a *Agent, o store.Object[model.Instance], w *workload) *runner {
+	in := o.Value
+	r := &runner{a: a, id: in.ID, key: in.Key(), latest: o, wake: make(chan struct{}, 1)}
 	switch {
 	case w != nil:
 		r.cid = w.status.ID
@@ -62,12 +65,17 @@ func decodeInstance(b []byte) (model.Instance, error) {
 	return in, err
 }
 
-// update records the latest stored instance; it wakes the runner only
-// when what the controllers want changed (not on our own status writes).
-func (r *runner) update(in model.Instance) {
+// update records the latest stored instance (an older revision, from a
+// lagging watch, is ignored); it wakes the runner only when what the
+// controllers want changed (not on our own status writes).
+func (r *runner) update(o store.Object[model.Instance]) {
 	r.mu.Lock()
-	changed := in.Desired != r.latest.Desired
-	r.latest = in
+	if o.ModRev < r.latest.ModRev {
+		r.mu.Unlock()
+		return
+	}
+	changed := o.Value.Desired != r.latest.Value.Desired
+	r.latest = o
 	r.mu.Unlock()
 	if changed {
 		r.poke()
@@ -91,7 +99,7 @@ func (r *runner) poke() {
 func (r *runner) current() (model.Instance, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.latest, r.deleted
+	return r.latest.Value, r.deleted
 }
 
 func (r *runner) wantsRun() bool {
@@ -211,8 +219,7 @@ func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppS
 		s.IP = ip
 		s.StartedAt, s.NextRestartAt = &now, nil
 		s.Health = initialHealth(spec)
-	})
-	r.a.o.Events.Normal(ctx, in, "Started", "started workload %s", shortID(cid))
+	}, r.event(in, "Started", "started workload %s", shortID(cid))...)
 }
 
 // adopt takes over a workload found running after an agent restart.
@@ -224,8 +231,7 @@ func (r *runner) adopt(ctx context.Context, in *model.Instance, spec *model.AppS
 			s.Health = initialHealth(spec)
 		}
 		s.IP = st.IP
-	})
-	r.a.o.Events.Normal(ctx, in, "Reattached", "reattached to running workload %s", shortID(st.ID))
+	}, r.event(in, "Reattached", "reattached to running workload %s", shortID(st.ID))...)
 }
 
 func initialHealth(spec *model.AppSpec) string {
@@ -319,8 +325,7 @@ func (r *runner) exited(ctx context.Context, in *model.Instance, spec *model.App
 		s.IP = ip
 		s.Restarts++
 		s.Health = initialHealth(spec)
-	})
-	r.a.o.Events.Normal(ctx, in, "Restarted", "restarted workload %s (restart policy %s)", shortID(r.cid), policyName(spec))
+	}, r.event(in, "Restarted", "restarted workload %s (restart policy %s)", shortID(r.cid), policyName(spec))...)
 }
 
 // backoff records a failure with its next restart time and waits it out.
@@ -428,33 +433,52 @@ func (r *runner) workloadIP(ctx context.Context, drv driver.Driver, cid string) 
 	return st.IP
 }
 
-// setStatus changes the stored status; a deleted instance is ignored.
-// Changes that could not be written (the server unreachable) are kept
-// and written, in order, with the next change or by retryStatus, so the
-// stored status catches up after an outage.
-func (r *runner) setStatus(ctx context.Context, mutate func(*model.InstanceStatus)) {
+// setStatus changes the stored status, committing events (ops of
+// runner.event) in the same write; a deleted instance is ignored. It
+// writes over the instance as last seen, with one compare-and-swap, and
+// reads it again only if it changed since. Changes that could not be
+// written (the server unreachable) are kept and written, in order, with
+// the next change or by retryStatus, so the stored status catches up
+// after an outage.
+func (r *runner) setStatus(ctx context.Context, mutate func(*model.InstanceStatus), events ...store.Op) {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
 	if mutate != nil {
 		r.unsent = append(r.unsent, mutate)
 	}
+	r.unsentEvents = append(r.unsentEvents, events...)
 	if len(r.unsent) == 0 {
 		return
 	}
-	_, err := store.Update(ctx, r.a.o.Store, r.key, func(in *model.Instance) error {
+	r.mu.Lock()
+	known := r.latest
+	r.mu.Unlock()
+	o, err := store.UpdateKnown(ctx, r.a.o.Store, r.key, &known, func(in *model.Instance) error {
 		for _, m := range r.unsent {
 			m(&in.Status)
 		}
 		in.Status.UpdatedAt = time.Now()
 		return nil
-	})
+	}, r.unsentEvents...)
+	if err == nil {
+		r.update(o)
+	}
 	if err == nil || errors.Is(err, store.ErrNotFound) {
-		r.unsent = nil
+		r.unsent, r.unsentEvents = nil, nil
 		return
 	}
 	if ctx.Err() == nil {
 		r.a.o.Log.Warn("update instance status; will retry", "instance", r.id, "err", err)
 	}
+}
+
+// event is the op recording a Normal event about in, for setStatus to
+// commit with the status change it explains.
+func (r *runner) event(in *model.Instance, reason, format string, args ...any) []store.Op {
+	if op, ok := r.a.o.Events.InstanceOp(in, reason, format, args...); ok {
+		return []store.Op{op}
+	}
+	return nil
 }
 
 // retryStatus writes status changes an earlier setStatus could not.

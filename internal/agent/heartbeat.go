@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// heartbeat writes the node object every Heartbeat interval, and after
+// each beat the store took, the status changes runners could not write.
+func (a *Agent) heartbeat(ctx context.Context) {
+	t := time.NewTicker(a.o.Heartbeat)
+	defer t.Stop()
+	var b nodeBeat
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.beat(ctx, &b); err != nil && ctx.Err() == nil {
+			a.o.Log.Warn("heartbeat", "err", err)
+			continue
+		}
+		// The store answers again: write what could not be written.
+		a.mu.Lock()
+		runners := make([]*runner, 0, len(a.runners))
+		for _, r := range a.runners {
+			runners = append(runners, r)
+		}
+		a.mu.Unlock()
+		for _, r := range runners {
+			r.retryStatus(ctx)
+		}
+	}
+}
+
+// beat writes one heartbeat: the time, ready unless down, the ports in use.
+func (a *Agent) beat(ctx context.Context, b *nodeBeat) error {
+	inUse := a.portsInUse()
+	return b.beat(ctx, a.o.Store, model.NodeKey(a.o.NodeName), func(n *model.Node) {
+		n.LastHeartbeat = a.now()
+		if n.Status != model.NodeDown { // the node controller lifts down
+			n.Status = model.NodeReady
+		}
+		n.PortsInUse = inUse
+	})
+}
+
+// nodeBeat remembers the node object between heartbeats, so that a beat
+// is one compare-and-swap write instead of a read and a write.
+//
+// A beat that changes nothing but LastHeartbeat leaves the node's ModRev
+// in doubt: the API server keeps such a beat in memory and drops the
+// write (api nodeAuthz.nodePut, nodes.Liveness), so the node keeps its
+// ModRev, while an embedded store (a single-node server) writes it. The
+// beat assumes the server until a conflict shows otherwise: it remembers
+// the other candidate, and a re-read that finds the node at that ModRev
+// proves the guess wrong.
+type nodeBeat struct {
+	known   store.Object[model.Node] // as last read or written; ModRev 0: read it
+	other   int64                    // the other possible ModRev of known, 0 when sure
+	written bool                     // learned: the store writes beats that change nothing else
+}
+
+// beat applies mutate to the node and writes it.
+func (b *nodeBeat) beat(ctx context.Context, s store.Store, key string, mutate func(*model.Node)) error {
+	base := b.known
+	var prev model.Node
+	next, err := store.UpdateKnown(ctx, s, key, &base, func(n *model.Node) error {
+		prev = *n
+		mutate(n)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if b.other != 0 && base.ModRev == b.other { // re-read after a conflict: guessed wrong
+		b.written = !b.written
+	}
+	b.known, b.other = next, 0
+	if !beatOnly(prev, next.Value) || base.ModRev == next.ModRev {
+		return nil
+	}
+	if b.written {
+		b.other = base.ModRev
+	} else {
+		b.known.ModRev, b.other = base.ModRev, next.ModRev
+	}
+	return nil
+}
+
+// beatOnly reports whether next differs from prev in LastHeartbeat only.
+func beatOnly(prev, next model.Node) bool {
+	next.LastHeartbeat = prev.LastHeartbeat
+	x, err1 := json.Marshal(prev)
+	y, err2 := json.Marshal(next)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
