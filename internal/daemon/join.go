@@ -118,6 +118,7 @@ func (id *identity) join(ctx context.Context, token string) error {
 	var resp model.JoinResponse
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: conf,
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext}}
+	defer hc.CloseIdleConnections() // one call: keep no connection open to the server
 	if err := post(ctx, hc, id.server+"/v1/cluster/join", model.JoinRequest{Token: token, Node: id.node, CSRPEM: string(csrPEM)}, &resp); err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
@@ -131,6 +132,7 @@ func (id *identity) renew(ctx context.Context) error {
 		return err
 	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: id.tlsConfig()}}
+	defer hc.CloseIdleConnections() // one call: keep no connection open to the server
 	var resp model.JoinResponse
 	if err := post(ctx, hc, id.server+"/v1/cluster/renew", model.JoinRequest{Node: id.node, CSRPEM: string(csrPEM)}, &resp); err != nil {
 		return fmt.Errorf("renew certificate: %w", err)
