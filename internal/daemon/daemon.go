@@ -197,7 +197,7 @@ func RunUp(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen on %s: %w (is another berth running? use --listen)", o.Listen, err)
 	}
 	url := "http://" + ln.Addr().String()
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := newAPIServer(srv)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

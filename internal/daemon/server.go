@@ -142,8 +142,8 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Requests inherit ctx, so long watch streams end at shutdown.
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	httpSrv := newAPIServer(srv)
+	httpSrv.TLSConfig, httpSrv.BaseContext = tlsConf, func(net.Listener) context.Context { return ctx }
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
