@@ -34,6 +34,7 @@ import (
 	"github.com/berth-dev/berth/internal/network/dns"
 	"github.com/berth-dev/berth/internal/router"
 	"github.com/berth-dev/berth/internal/secrets"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt"
 )
@@ -190,7 +191,8 @@ func RunUp(ctx context.Context, o Options) error {
 	}
 	ag := agent.New(agent.Options{Store: st, Drivers: drivers, Labels: o.NodeLabels, Secrets: secretStore,
 		NodeName: o.NodeName, PortRange: o.PortRange, WorkloadLabels: o.WorkloadLabels, Events: rec, Log: o.Log, Version: o.Version})
-	srv := api.New(api.Options{Store: st, AdminToken: token, Logs: ag, Log: o.Log, Images: images, Secrets: secretStore,
+	view := state.New(st, o.Log) // one decoded copy of the hot prefixes for every reader
+	srv := api.New(api.Options{Store: st, State: view, AdminToken: token, Logs: ag, Log: o.Log, Images: images, Secrets: secretStore,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -205,6 +207,7 @@ func RunUp(ctx context.Context, o Options) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	view.Cache.Start(ctx)
 	goRun(func() {
 		if err := ag.Run(ctx); err != nil {
 			errc <- fmt.Errorf("agent: %w", err)
@@ -216,11 +219,11 @@ func RunUp(ctx context.Context, o Options) error {
 		revStats = rt
 	}
 	goRun(func() {
-		deployment.New(deployment.Options{Store: st, Events: rec, Log: o.Log, Metrics: revStats}).Run(ctx)
+		deployment.New(deployment.Options{Store: st, State: view, Events: rec, Log: o.Log, Metrics: revStats}).Run(ctx)
 	})
-	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
-	goRun(func() { nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
-	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { placement.New(placement.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { nodes.New(nodes.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { drain.New(drain.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() {
 		subnets.New(subnets.Options{Store: st, Pool: pool, Log: o.Log, Keep: []string{o.NodeName}}).Run(ctx)
 	})

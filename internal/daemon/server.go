@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 )
 
@@ -135,7 +136,8 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		return n.Value, err
 	}}
 	live := nodes.NewLiveness() // heartbeats stay in memory (docs/cluster.md)
-	srv := api.New(api.Options{Store: st, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore, Logs: logs, Liveness: live,
+	view := state.New(st, o.Log) // one decoded copy of the hot prefixes for every reader
+	srv := api.New(api.Options{Store: st, State: view, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore, Logs: logs, Liveness: live,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
 	url := "https://" + urlHost(ln.Addr().String(), o.Advertise)
 
@@ -147,13 +149,14 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
-	goRun(func() { deployment.New(deployment.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
-	goRun(func() { placement.New(placement.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	view.Cache.Start(ctx)
+	goRun(func() { deployment.New(deployment.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { placement.New(placement.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() {
-		nodes.New(nodes.Options{Store: st, Events: rec, Log: o.Log, Grace: o.Nodes.Grace, Liveness: live,
+		nodes.New(nodes.Options{Store: st, State: view, Events: rec, Log: o.Log, Grace: o.Nodes.Grace, Liveness: live,
 			UnreachableAfter: o.Nodes.UnreachableAfter, RecoverAfter: o.Nodes.RecoverAfter}).Run(ctx)
 	})
-	goRun(func() { drain.New(drain.Options{Store: st, Events: rec, Log: o.Log}).Run(ctx) })
+	goRun(func() { drain.New(drain.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { subnets.New(subnets.Options{Store: st, Pool: pool, Log: o.Log}).Run(ctx) })
 	goRun(func() { trimEvents(ctx, st, o.Log) })
 	goRun(func() {
