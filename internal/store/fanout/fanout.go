@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,10 +60,10 @@ type Hub struct {
 	err    error         // why the hub stopped, if it did
 	owner  map[string]string
 	groups map[string]map[string]int // owner → group → keys held (Options.Group)
-	subs   map[string]map[*Sub]struct{}
-	hist   []entry // routed events, oldest first, at most o.History
-	floor  int64   // every event after floor is in hist
-	last   int64   // revision the hub has routed up to
+	subs   map[string][]*Sub         // by owner; usually one each
+	hist   []entry                   // routed events, oldest first, at most o.History
+	floor  int64                     // every event after floor is in hist
+	last   int64                     // revision the hub has routed up to
 	closed bool
 }
 
@@ -91,7 +92,7 @@ func New(o Options) *Hub {
 		o.Log = slog.Default()
 	}
 	return &Hub{o: o, ready: make(chan struct{}), owner: map[string]string{}, groups: map[string]map[string]int{},
-		subs: map[string]map[*Sub]struct{}{}}
+		subs: map[string][]*Sub{}}
 }
 
 // Run lists the prefix once, then routes its watch until ctx ends or the
@@ -162,8 +163,11 @@ func (h *Hub) route(ev store.Event) {
 		h.floor = h.hist[drop-1].ev.KV.ModRev
 		h.hist = append(h.hist[:0:0], h.hist[drop:]...)
 	}
-	for s := range h.subs[owner] {
-		h.sendLocked(s, ev)
+	// Backwards: a subscriber dropped by sendLocked is swapped with the
+	// last one, which has had the event.
+	subs := h.subs[owner]
+	for i := len(subs) - 1; i >= 0; i-- {
+		h.sendLocked(subs[i], ev)
 	}
 }
 
@@ -188,11 +192,16 @@ func (h *Hub) dropLocked(s *Sub) {
 		return
 	}
 	s.gone = true
-	if m := h.subs[s.owner]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(h.subs, s.owner)
-		}
+	subs := h.subs[s.owner]
+	if i := slices.Index(subs, s); i >= 0 {
+		last := len(subs) - 1
+		subs[i], subs[last] = subs[last], nil
+		subs = subs[:last]
+	}
+	if len(subs) == 0 {
+		delete(h.subs, s.owner)
+	} else {
+		h.subs[s.owner] = subs
 	}
 	close(s.notify)
 }
@@ -201,9 +210,9 @@ func (h *Hub) stop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, m := range h.subs {
-		for s := range m {
-			h.dropLocked(s)
+	for _, subs := range h.subs {
+		for i := len(subs) - 1; i >= 0; i-- {
+			h.dropLocked(subs[i])
 		}
 	}
 }
@@ -239,10 +248,7 @@ func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, e
 	if len(replay) > 0 {
 		s.notify <- struct{}{}
 	}
-	if h.subs[owner] == nil {
-		h.subs[owner] = map[*Sub]struct{}{}
-	}
-	h.subs[owner][s] = struct{}{}
+	h.subs[owner] = append(h.subs[owner], s)
 	context.AfterFunc(ctx, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()

@@ -232,6 +232,36 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	}
 }
 
+// Dropping slow subscribers does not cost the owner's other subscriber
+// an event.
+func TestDropKeepsOthers(t *testing.T) {
+	st, h := setup(t, fanout.Options{Buffer: 2})
+	ctx := context.Background()
+	slow1, err := h.Subscribe(ctx, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := subscribe(ctx, h, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow2, err := h.Subscribe(ctx, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		rev := put(t, st, "k", "a")
+		if ev := next(t, r); ev.KV.ModRev != rev {
+			t.Fatalf("reader got revision %d, want %d", ev.KV.ModRev, rev)
+		}
+	}
+	for _, s := range []*fanout.Sub{slow1, slow2} {
+		if evs, ok := s.Take(); ok || len(evs) != 2 {
+			t.Fatalf("slow subscriber: %d events, ok %v; want 2, false", len(evs), ok)
+		}
+	}
+}
+
 func TestEndsWithContext(t *testing.T) {
 	_, h := setup(t, fanout.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
