@@ -65,8 +65,9 @@ type SecretSource interface {
 }
 
 // DefaultHeartbeat is how often the agent writes its node object; the
-// node controller's thresholds are a few of these.
-const DefaultHeartbeat = 2 * time.Second
+// node controller's thresholds are a few of these. The server may ask for
+// a longer interval in large clusters (model.HeartbeatInterval).
+const DefaultHeartbeat = model.BaseHeartbeat
 
 // Agent is one node's agent.
 type Agent struct {

@@ -12,8 +12,12 @@ import (
 
 // heartbeat writes the node object every Heartbeat interval, and after
 // each beat the store took, the status changes runners could not write.
+//
+// A server that asks for a longer interval (a large cluster, see
+// model.HeartbeatInterval) gets it; never a shorter one than configured.
 func (a *Agent) heartbeat(ctx context.Context) {
-	t := time.NewTicker(a.o.Heartbeat)
+	every := a.o.Heartbeat
+	t := time.NewTicker(every)
 	defer t.Stop()
 	var b nodeBeat
 	for {
@@ -22,7 +26,15 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := a.beat(ctx, &b); err != nil && ctx.Err() == nil {
+		err := a.beat(ctx, &b)
+		if p, ok := a.o.Store.(heartbeatPacer); ok {
+			if d := paced(a.o.Heartbeat, p.HeartbeatInterval()); d != every {
+				every = d
+				t.Reset(every)
+				a.o.Log.Info("heartbeat interval set by the server", "every", every)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
 			a.o.Log.Warn("heartbeat", "err", err)
 			continue
 		}
@@ -38,6 +50,19 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 	}
 }
+
+// paced is the interval to beat at: the configured one, or the server's
+// when it asks for more than the base interval (a large cluster).
+func paced(configured, server time.Duration) time.Duration {
+	if server > model.BaseHeartbeat {
+		return max(configured, server)
+	}
+	return configured
+}
+
+// heartbeatPacer is a store that relays the server's heartbeat interval
+// (remote.Store).
+type heartbeatPacer interface{ HeartbeatInterval() time.Duration }
 
 // beat writes one heartbeat: the time, ready unless down, the ports in use.
 func (a *Agent) beat(ctx context.Context, b *nodeBeat) error {

@@ -215,3 +215,19 @@ func nodeStore(t *testing.T, node string) (*remote.Store, *nodes.Liveness) {
 	t.Cleanup(func() { rs.Close() })
 	return rs, live
 }
+
+// The server may slow an agent's heartbeat down, never speed it up past
+// what the agent was configured with.
+func TestPaced(t *testing.T) {
+	for _, c := range []struct{ configured, server, want time.Duration }{
+		{2 * time.Second, 0, 2 * time.Second},                             // not told yet
+		{2 * time.Second, 2 * time.Second, 2 * time.Second},               // small cluster
+		{500 * time.Millisecond, 2 * time.Second, 500 * time.Millisecond}, // a test's fast beat stays
+		{2 * time.Second, 5 * time.Second, 5 * time.Second},               // 5,000 nodes
+		{10 * time.Second, 5 * time.Second, 10 * time.Second},
+	} {
+		if got := paced(c.configured, c.server); got != c.want {
+			t.Errorf("paced(%s, %s) = %s, want %s", c.configured, c.server, got, c.want)
+		}
+	}
+}

@@ -117,6 +117,8 @@ func (s *Server) storeTxn(w http.ResponseWriter, r *http.Request) {
 	}
 	z := s.authz(r)
 	if !z.admin {
+		// Agents pace their heartbeats by the cluster's size.
+		w.Header().Set(model.HeaderHeartbeatInterval, model.HeartbeatInterval(s.opts.State.Nodes.Len()).String())
 		var code int
 		var msg string
 		if t, code, msg = z.checkTxn(r.Context(), t); msg != "" {

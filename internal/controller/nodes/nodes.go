@@ -11,7 +11,8 @@
 // Node.LastHeartbeat, which the server stamps with its own clock when an
 // agent writes its node over the API, so clock skew between hosts does
 // not matter; heartbeats that change nothing else stay in server memory
-// (Liveness).
+// (Liveness). Above 2,000 nodes agents beat less often
+// (model.HeartbeatInterval) and both timeouts stretch by the same factor.
 package nodes
 
 import (
@@ -114,13 +115,14 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	startup := now.Sub(c.started) < c.o.Grace
+	lim := c.limits(len(list))
+	startup := now.Sub(c.started) < lim.grace
 	for _, shared := range list {
 		n := *shared
 		stored := n.LastHeartbeat
 		n.LastHeartbeat = c.o.Liveness.Last(n.Name, stored)
 		age := now.Sub(n.LastHeartbeat)
-		next, reason, msg := c.next(n, age, now, startup)
+		next, reason, msg := c.next(n, age, now, startup, lim)
 		if next == "" {
 			continue
 		}
@@ -146,13 +148,23 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
+// limits are the silences after which a node is unreachable or down.
+type limits struct{ unreachable, grace time.Duration }
+
+// limits stretches the configured timeouts as agents of a cluster of
+// nodes beat less often (model.HeartbeatInterval).
+func (c *Controller) limits(nodes int) limits {
+	f := model.HeartbeatStretch(nodes)
+	return limits{unreachable: time.Duration(float64(c.o.UnreachableAfter) * f), grace: time.Duration(float64(c.o.Grace) * f)}
+}
+
 // next returns the node's next status, or "" to leave it.
-func (c *Controller) next(n model.Node, age time.Duration, now time.Time, startup bool) (status, reason, msg string) {
+func (c *Controller) next(n model.Node, age time.Duration, now time.Time, startup bool, lim limits) (status, reason, msg string) {
 	silent := "no heartbeat since " + n.LastHeartbeat.Format(time.RFC3339)
 	if n.Status == model.NodeDown {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if age >= c.o.UnreachableAfter {
+		if age >= lim.unreachable {
 			delete(c.recovering, n.Name)
 			return "", "", ""
 		}
@@ -169,9 +181,9 @@ func (c *Controller) next(n model.Node, age time.Duration, now time.Time, startu
 	}
 	switch {
 	case startup:
-	case age >= c.o.Grace:
+	case age >= lim.grace:
 		return model.NodeDown, "NodeDown", silent
-	case age >= c.o.UnreachableAfter && n.Status == model.NodeReady:
+	case age >= lim.unreachable && n.Status == model.NodeReady:
 		return model.NodeUnreachable, "NodeUnreachable", silent
 	}
 	return "", "", ""

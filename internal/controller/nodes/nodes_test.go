@@ -2,7 +2,9 @@ package nodes
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -206,5 +208,58 @@ func TestBeatDuringPassDoesNotBlockRecovery(t *testing.T) {
 	}
 	if o.Value.Status != model.NodeReady {
 		t.Fatalf("after 20s of steady beats the node is %s, want ready", o.Value.Status)
+	}
+}
+
+// In a cluster of 3,000 nodes agents beat every 3s instead of 2s
+// (model.HeartbeatInterval), so the timeouts stretch by 1.5: a node
+// silent for 6s (past the default 5s) is still ready, and unreachable
+// only after 7.5s, down after 15s.
+func TestTimeoutsStretchWithClusterSize(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	live := NewLiveness()
+	const size = 3000
+	var txn store.Txn
+	for i := 0; i < size; i++ {
+		name := "n" + strconv.Itoa(i)
+		b, _ := json.Marshal(model.Node{Name: name, Status: model.NodeReady, LastHeartbeat: t0})
+		txn.Ops = append(txn.Ops, store.Put(model.NodeKey(name), b))
+	}
+	if _, err := st.Txn(ctx, txn); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{Store: st, Events: events.NewRecorder(st, nil), Liveness: live, Now: func() time.Time { return now }})
+	c.started = t0.Add(-time.Hour)
+	pass := func(at time.Duration) {
+		now = t0.Add(at)
+		for i := 1; i < size; i++ { // all but n0 keep beating
+			live.Beat("n"+strconv.Itoa(i), now)
+		}
+		if _, err := c.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() string {
+		o, err := store.GetJSON[model.Node](ctx, st, model.NodeKey("n0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Value.Status
+	}
+	for _, step := range []struct {
+		at   time.Duration
+		want string
+	}{{6 * time.Second, model.NodeReady}, {8 * time.Second, model.NodeUnreachable}, {14 * time.Second, model.NodeUnreachable}, {16 * time.Second, model.NodeDown}} {
+		pass(step.at)
+		if got := status(); got != step.want {
+			t.Fatalf("silent for %s in a cluster of %d: %s, want %s", step.at, size, got, step.want)
+		}
 	}
 }

@@ -102,6 +102,14 @@ func (t *Table[T]) List(ctx context.Context) ([]*store.Object[T], error) {
 	return out, nil
 }
 
+// Len is how many keys the table holds, without waiting for the store:
+// a figure for sizing, not for decisions that need the latest state.
+func (t *Table[T]) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.entries)
+}
+
 // Values is List without revisions: the values, shared (do not modify).
 func (t *Table[T]) Values(ctx context.Context) ([]*T, error) {
 	objs, err := t.List(ctx)

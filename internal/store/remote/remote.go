@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/internal/model"
@@ -58,9 +59,16 @@ type Store struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// heartbeat is the interval the server last asked agents to beat at
+	// (model.HeaderHeartbeatInterval), 0 until it did.
+	heartbeat atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)
+
+// HeartbeatInterval is how often the server last asked this client, an
+// agent, to beat; 0 when it has not said.
+func (s *Store) HeartbeatInterval() time.Duration { return time.Duration(s.heartbeat.Load()) }
 
 // New makes a remote store; it does not contact the server.
 func New(o Options) *Store {
@@ -154,6 +162,11 @@ func (s *Store) request(ctx context.Context, streaming bool, method, path string
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("cannot reach the berth server at %s: %w", s.o.Server, err)
+	}
+	if v := resp.Header.Get(model.HeaderHeartbeatInterval); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			s.heartbeat.Store(int64(d))
+		}
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
