@@ -187,10 +187,14 @@ func (r *runner) resolve(ctx context.Context, in *model.Instance) (*model.AppSpe
 	return spec, drv, nil
 }
 
+// startingAfter is how long a start runs before it is reported as
+// starting: a quicker start is reported once, as running (or failed),
+// which halves the status writes of a fleet starting many instances.
+const startingAfter = 250 * time.Millisecond
+
 func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppSpec, drv driver.Driver) {
-	r.setStatus(ctx, func(s *model.InstanceStatus) {
-		s.State, s.Message, s.NextRestartAt = model.StateStarting, "", nil
-	})
+	started := r.reportStartingAfter(ctx, startingAfter)
+	defer started()
 	task := r.task(in, spec)
 	var cid string
 	auth, err := r.a.registryAuth(ctx, in.Namespace, spec.ImagePullSecret)
@@ -201,6 +205,7 @@ func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppS
 		task.RegistryAuth = auth
 		cid, err = drv.Start(ctx, task)
 	}
+	started() // what follows is written after starting, if that was
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -220,6 +225,29 @@ func (r *runner) start(ctx context.Context, in *model.Instance, spec *model.AppS
 		s.StartedAt, s.NextRestartAt = &now, nil
 		s.Health = initialHealth(spec)
 	}, r.event(in, "Started", "started workload %s", shortID(cid))...)
+}
+
+// reportStartingAfter writes the starting status once d has passed,
+// unless the returned func (the start's end) comes first; it waits for a
+// write in progress, so starting never lands after what followed it.
+func (r *runner) reportStartingAfter(ctx context.Context, d time.Duration) (done func()) {
+	var mu sync.Mutex
+	ended := false
+	t := time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !ended {
+			r.setStatus(ctx, func(s *model.InstanceStatus) {
+				s.State, s.Message, s.NextRestartAt = model.StateStarting, "", nil
+			})
+		}
+	})
+	return func() { // idempotent
+		t.Stop()
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+	}
 }
 
 // adopt takes over a workload found running after an agent restart.

@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ctxsleep"
 	"github.com/berth-dev/berth/internal/driver"
 )
 
@@ -41,6 +42,8 @@ type Options struct {
 	Node string
 	// Images the mock "has"; Start fails for any other.
 	Images []string
+	// StartDelay is how long Start takes (an image pull, say).
+	StartDelay time.Duration
 }
 
 // Driver implements driver.Driver in memory.
@@ -72,7 +75,10 @@ func (d *Driver) Name() string { return "mock" }
 func (d *Driver) Available(context.Context) error { return nil }
 
 // Start implements driver.Driver.
-func (d *Driver) Start(_ context.Context, t driver.Task) (string, error) {
+func (d *Driver) Start(ctx context.Context, t driver.Task) (string, error) {
+	if !ctxsleep.Sleep(ctx, d.opts.StartDelay) {
+		return "", ctx.Err()
+	}
 	if !slices.Contains(d.opts.Images, t.Image) {
 		return "", fmt.Errorf("pull %s: image not found in the mock registry", t.Image)
 	}
