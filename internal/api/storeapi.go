@@ -177,15 +177,15 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(watchProgressEvery)
 	defer tick.Stop()
 	last := after
-	// send writes one event's line; events of other nodes are skipped:
-	// the next progress line carries their revision so the client
-	// resumes after them.
-	send := func(ev store.Event) error {
+	// send writes one event's line; events of other nodes are skipped
+	// (the fan-out routed its events by node already): the next progress
+	// line carries their revision so the client resumes after them.
+	send := func(ev store.Event, routed bool) error {
 		last = ev.KV.ModRev
 		line := remote.WatchLine{Type: "put", KV: remote.FromKV(ev.KV)}
 		if ev.Type == store.EventDelete {
 			line.Type = "delete"
-		} else if !z.visible(ev.KV.Key, ev.KV.Value) {
+		} else if !routed && !z.visible(ev.KV.Key, ev.KV.Value) {
 			return nil
 		}
 		return enc.Encode(line)
@@ -206,7 +206,7 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 			}
 			flush(flusher)
 		case ev, ok := <-ch:
-			if !ok || send(ev) != nil {
+			if !ok || send(ev, false) != nil {
 				return
 			}
 			if len(ch) == 0 {
@@ -215,7 +215,7 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 		case <-ready:
 			evs, ok := sub.Take()
 			for _, ev := range evs {
-				if send(ev) != nil {
+				if send(ev, true) != nil {
 					return
 				}
 			}
