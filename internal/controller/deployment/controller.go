@@ -146,12 +146,12 @@ func (a *appState) find(id string) *store.Object[model.Instance] {
 }
 
 func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) error {
-	vals := make([]model.Instance, len(a.insts))
+	refs := make([]*model.Instance, len(a.insts))
 	for i, o := range a.insts {
-		vals[i] = o.Value
+		refs[i] = &o.Value
 	}
 	app := &a.app.Value
-	in := Input{App: app, Instances: vals, Nodes: nodes, Now: a.c.o.Now()}
+	in := Input{App: app, Instances: refs, Nodes: nodes, Now: a.c.o.Now()}
 	if a.rollout != nil {
 		in.Rollout = &a.rollout.Value
 	}

@@ -72,9 +72,18 @@ type JobEvent struct {
 // instance changes only (rollout fields cleared). Tests of the app types
 // use it.
 func Decide(app *model.App, insts []model.Instance, nodes map[string]model.Node) Decision {
-	d := Plan(Input{App: app, Instances: insts, Nodes: nodes})
+	d := Plan(Input{App: app, Instances: Refs(insts), Nodes: nodes})
 	d.Rollout, d.Events, d.Revert, d.RequestDone = nil, nil, nil, false
 	return d
+}
+
+// Refs points at each of insts, for Input.Instances.
+func Refs(insts []model.Instance) []*model.Instance {
+	out := make([]*model.Instance, len(insts))
+	for i := range insts {
+		out[i] = &insts[i]
+	}
+	return out
 }
 
 // Plan is the pure core of the deployment controller: from an app, its
@@ -106,9 +115,8 @@ func Plan(in Input) Decision {
 // partition sorts instances into active ones of the current revision
 // (cur), active older ones (old) and batch outcome records; it decides
 // the deletes and the lost.
-func partition(app *model.App, insts []model.Instance, nodes map[string]model.Node) (d Decision, cur, old, records []*model.Instance) {
-	for i := range insts {
-		in := &insts[i]
+func partition(app *model.App, insts []*model.Instance, nodes map[string]model.Node) (d Decision, cur, old, records []*model.Instance) {
+	for _, in := range insts {
 		gone := in.Node != "" && nodeGone(nodes, in.Node)
 		if !in.Active() {
 			if in.Outcome != "" && !app.Deleting && in.Revision == app.Revision && app.Spec.IsBatch() {

@@ -10,8 +10,10 @@ import (
 
 // Input is the snapshot the pure core decides from.
 type Input struct {
-	App       *model.App
-	Instances []model.Instance
+	App *model.App
+	// Instances are read only: the controller passes the state view's
+	// shared objects.
+	Instances []*model.Instance
 	Nodes     map[string]model.Node
 	// Rollout is the stored rollout of the app; nil when it never rolled
 	// out.

@@ -97,7 +97,7 @@ func (s *sim) step(dt time.Duration) Decision {
 			}
 		}
 	}
-	d := Plan(Input{App: s.app, Instances: s.insts, Nodes: readyNodes, Rollout: s.ro, Request: s.req, Now: s.now, Stats: s.stats})
+	d := Plan(Input{App: s.app, Instances: Refs(s.insts), Nodes: readyNodes, Rollout: s.ro, Request: s.req, Now: s.now, Stats: s.stats})
 	if d.RequestDone {
 		s.req = nil
 	}
