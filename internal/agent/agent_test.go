@@ -51,6 +51,17 @@ func (e *env) runAgentOn(s store.Store) (stop func()) {
 }
 
 // place stores revision 1 of an app with the given command and restart
+// stop asks for in to be stopped, as the deployment controller does.
+func (e *env) stop(in model.Instance) {
+	e.t.Helper()
+	if _, err := store.Update(context.Background(), e.store, in.Key(), func(i *model.Instance) error {
+		i.Desired = model.DesiredStop
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // policy, and one instance of it placed on n1.
 func (e *env) place(id string, command []string, restart *model.RestartPolicy) model.Instance {
 	spec := model.AppSpec{Name: "app", Namespace: "default", Image: image, Command: command, Driver: "mock", Restart: restart,
@@ -133,12 +144,7 @@ func TestStatusRecordsAddress(t *testing.T) {
 	if err != nil || st.IP != e.instance(in).Status.IP {
 		t.Fatalf("status.ip %v, driver says %v (%v)", e.instance(in).Status.IP, st.IP, err)
 	}
-	if _, err := store.Update(context.Background(), e.store, in.Key(), func(i *model.Instance) error {
-		i.Desired = model.DesiredStop
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.stop(in)
 	e.eventually("stopped without an address", func() bool {
 		s := e.instance(in).Status
 		return s.State == model.StateStopped && !s.IP.IsValid()
@@ -166,12 +172,7 @@ func TestStatusChangeIsOneWrite(t *testing.T) {
 	if err != nil || len(evs) != 1 || evs[0].Reason != "Started" || evs[0].Seq != o.ModRev {
 		t.Fatalf("events %+v (%v), want Started written with the running status at %d", evs, err, o.ModRev)
 	}
-	if _, err := store.Update(context.Background(), e.store, in.Key(), func(i *model.Instance) error {
-		i.Desired = model.DesiredStop
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.stop(in)
 	e.eventually("stopped", func() bool { return e.instance(in).Status.State == model.StateStopped })
 	if gets, txns, conflicts := s.calls(); gets != 0 || txns != 2 || conflicts != 0 {
 		t.Fatalf("stopping, stopped: %d reads, %d writes, %d conflicts; want 2 writes", gets, txns, conflicts)
@@ -214,12 +215,7 @@ func TestDesiredStopStopsAndRemoves(t *testing.T) {
 	in := e.place("web", []string{"trap-term", ";", "run"}, nil)
 	defer e.runAgent()()
 	e.eventually("running", func() bool { return e.instance(in).Status.State == model.StateRunning })
-	if _, err := store.Update(context.Background(), e.store, in.Key(), func(i *model.Instance) error {
-		i.Desired = model.DesiredStop
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.stop(in)
 	e.eventually("stopped", func() bool { return e.instance(in).Status.State == model.StateStopped })
 	if list, _ := e.drv.List(context.Background()); len(list) != 0 {
 		t.Fatalf("workloads left: %+v", list)

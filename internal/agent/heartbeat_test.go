@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt"
 	"github.com/berth-dev/berth/internal/store/remote"
@@ -169,14 +170,7 @@ func nodeStore(t *testing.T, node string) (*remote.Store, *nodes.Liveness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ServerCert(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cert := pkitest.New(t)
 	const token = "admin-token"
 	live := nodes.NewLiveness()
 	srv := httptest.NewUnstartedServer(api.New(api.Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour, Liveness: live}))

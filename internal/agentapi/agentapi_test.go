@@ -5,13 +5,13 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 )
 
 // fixedLogs answers every instance with the same text.
@@ -41,15 +41,7 @@ func nodeCert(t *testing.T, ca *pki.CA, node string) tls.Certificate {
 // The server reads logs from the agent of the instance's node; the agent
 // accepts only the server's certificate, the server only that node's.
 func TestLogsOverMutualTLS(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverCert, err := ca.ServerCert(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, serverCert := pkitest.New(t)
 	n1 := nodeCert(t, ca, "n1")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -90,14 +82,7 @@ func TestLogsOverMutualTLS(t *testing.T) {
 		t.Fatal("a node certificate read another node's logs")
 	}
 	// A certificate of another CA neither.
-	other, err := pki.LoadOrCreateCA(filepath.Join(dir, "other"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherServer, err := other.ServerCert(filepath.Join(dir, "other"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, otherServer := pkitest.New(t)
 	if _, err := read(&Logs{CA: ca.Pool(), Certificate: otherServer, Node: nodes(ln.Addr().String())}, model.Instance{ID: "i1", Node: "n1"}); err == nil {
 		t.Fatal("a foreign CA's server certificate was accepted")
 	}

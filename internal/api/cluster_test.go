@@ -16,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/secrets"
 	"github.com/berth-dev/berth/internal/store/bolt"
 )
@@ -29,14 +30,7 @@ func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ServerCert(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cert := pkitest.New(t)
 	box, err := secrets.NewBox(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)

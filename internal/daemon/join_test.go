@@ -14,21 +14,14 @@ import (
 
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 )
 
 // TestJoinAndRenewKeepNoConnection: join and renew are one call each;
 // the agent keeps no idle connection to the server after them (a
 // server with thousands of agents would hold one each).
 func TestJoinAndRenewKeepNoConnection(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ServerCert(filepath.Join(dir, "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cert := pkitest.New(t)
 	cert.Certificate = append(cert.Certificate, ca.Cert.Raw) // as the server sends it: the agent pins the CA
 	var mu sync.Mutex
 	open := map[net.Conn]bool{}
@@ -75,7 +68,7 @@ func TestJoinAndRenewKeepNoConnection(t *testing.T) {
 		}
 	}
 
-	id := &identity{dir: filepath.Join(dir, "agent"), node: "n1", server: srv.URL}
+	id := &identity{dir: filepath.Join(t.TempDir(), "agent"), node: "n1", server: srv.URL}
 	ctx := context.Background()
 	if err := id.join(ctx, pki.NewJoinToken(ca.Fingerprint()).String()); err != nil {
 		t.Fatal(err)

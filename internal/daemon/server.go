@@ -135,7 +135,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		n, err := store.GetJSON[model.Node](ctx, st, model.NodeKey(name))
 		return n.Value, err
 	}}
-	live := nodes.NewLiveness() // heartbeats stay in memory (docs/cluster.md)
+	live := nodes.NewLiveness()  // heartbeats stay in memory (docs/cluster.md)
 	view := state.New(st, o.Log) // one decoded copy of the hot prefixes for every reader
 	srv := api.New(api.Options{Store: st, State: view, AdminToken: token, Log: o.Log, CA: ca, ClientCertTTL: o.ClientCertTTL, Secrets: secretStore, Logs: logs, Liveness: live,
 		Version: model.VersionInfo{Version: o.Version, Store: "bolt " + filepath.Join(o.DataDir, "berth.db")}})
