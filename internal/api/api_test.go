@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 const token = "test-token"
@@ -23,10 +23,7 @@ const token = "test-token"
 // newServer serves the API on a real bolt store in a temp dir.
 func newServer(t *testing.T) (*client.Client, *bolt.Store, string) {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := bolttest.Open(t)
 	srv := httptest.NewServer(New(Options{Store: st, AdminToken: token}))
 	t.Cleanup(func() { srv.Close(); st.Close() })
 	return client.New(srv.URL, token), st, srv.URL

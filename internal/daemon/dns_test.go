@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/network/dns"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // TestStartDNSAddressTaken: when the node network gateway's port 53 is
@@ -21,11 +20,7 @@ import (
 // host's resolvers) unless --dns-listen asked for an address; then the
 // extra address is served and the gateway is not given to workloads.
 func TestStartDNSAddressTaken(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// 192.0.2.0/24 (TEST-NET-1) is on no interface: bound with IP_FREEBIND.
 	native := NativeOptions{Subnet: netip.MustParsePrefix("192.0.2.0/24")}
@@ -65,11 +60,7 @@ func canceled() context.Context {
 // another interface has (here lo's 127.0.0.1) is not served: those
 // queries are another network's.
 func TestStartDNSGatewayOfAnotherInterface(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	o := DNSOptions{NoDocker: true}
 	d, err := startDNS(dns.NewStoreSource(st, log), o, nodeGateways(o, NativeOptions{Subnet: netip.MustParsePrefix("127.0.0.0/24")}, nil, log), log)
@@ -82,11 +73,7 @@ func TestStartDNSGatewayOfAnotherInterface(t *testing.T) {
 // serves on its gateway (not docker0) and its containers get that
 // address as their name server.
 func TestDNSOnBerthDockerNetwork(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// TEST-NET-1 again: on no interface, bound with IP_FREEBIND.
 	dockNet, err := docker.NetworkFor("berth-test-dns", "192.0.2.64/26")
@@ -113,11 +100,7 @@ func TestDNSOnBerthDockerNetwork(t *testing.T) {
 // TestWaitNodeSubnet: an agent learns its subnet once the server writes
 // it, and gives up after the wait.
 func TestWaitNodeSubnet(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
 	rev, err := store.PutJSON(ctx, st, model.NodeKey("n1"), model.Node{Name: "n1"}, 0)
@@ -140,11 +123,7 @@ func TestWaitNodeSubnet(t *testing.T) {
 // both gateways, the docker driver gets the berth network with node DNS
 // as its name server and driver oci gets the node network gateway.
 func TestAgentNet(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

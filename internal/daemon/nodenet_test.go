@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +10,7 @@ import (
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 func TestPeersOfSkipsSelfAndIncompleteNodes(t *testing.T) {
@@ -62,11 +61,7 @@ type fakeNet struct{ network.Node }
 func (fakeNet) Detach(context.Context, string) error { return nil }
 
 func TestWatchNodesIgnoresHeartbeats(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	put := func(n model.Node) {

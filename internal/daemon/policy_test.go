@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ import (
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/router"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // TestIsolationFollowsTheStore: the node's table follows the store (an
@@ -32,11 +31,7 @@ func TestIsolationFollowsTheStore(t *testing.T) {
 	bridge := "berth-test-" + randSuffix(t)
 	table := isolationTable(bridge)
 	t.Cleanup(func() { _ = exec.Command("nft", "delete", "table", "inet", table).Run() })
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	put := func(key string, v any) {

@@ -3,12 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // counted is a bolt store that counts the reads and writes made through it.
@@ -40,11 +39,7 @@ const key = "/docs/a"
 // with that object.
 func newCounted(t *testing.T) (*counted, store.Object[doc]) {
 	t.Helper()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := bolttest.Open(t)
 	rev, err := store.PutJSON(context.Background(), b, key, doc{N: 1}, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -3,25 +3,20 @@ package deployment
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"sort"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // TestSystemAppFollowsNodes runs the controller against a bolt store: a
 // system app gets one pinned instance per matching node, and one more
 // when a node joins.
 func TestSystemAppFollowsNodes(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	ctx := context.Background()
 	put := func(key string, v any) {
 		t.Helper()
@@ -73,11 +68,7 @@ func TestSystemAppFollowsNodes(t *testing.T) {
 // records its success once the agent reports exit 0, stops it, and the
 // job is complete.
 func TestBatchAppRecordsOutcomes(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	ctx := context.Background()
 	b, _ := json.Marshal(sysNode("n1"))
 	a := *batchApp(1, 1, 1, 0)

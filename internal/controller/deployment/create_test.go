@@ -3,24 +3,19 @@ package deployment
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // Scaling an app from zero to more than createBatch instances creates
 // them all in one pass, in batches, each instance with its Created event,
 // all pending and unplaced.
 func TestCreateInBatches(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	ctx := context.Background()
 	const n = 2*createBatch + 7
 	b, _ := json.Marshal(app(1, n, false))

@@ -2,7 +2,6 @@ package deployment
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,18 +10,14 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // TestControllerStoresRolloutAndRollsBack runs the controller against
 // bolt: a crash-looping revision is rolled back by itself (app, rollout
 // and events), and an undo request is carried out and consumed.
 func TestControllerStoresRolloutAndRollsBack(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	ctx := context.Background()
 	svc := &apps.Service{Store: st}
 	two := 2

@@ -2,21 +2,16 @@ package drain
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 func TestDrainStopsOneAtATimeUntilReplacementsAreReady(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	ctx := context.Background()
 	put := func(key string, v any) {
 		t.Helper()

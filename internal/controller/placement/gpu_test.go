@@ -3,25 +3,20 @@ package placement
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // TestGPUsAndPinnedInstances: instances asking for GPUs get distinct
 // device indexes recorded on them, and a pinned instance lands on its
 // node or nowhere.
 func TestGPUsAndPinnedInstances(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	ctx := context.Background()
 	for _, n := range []model.Node{
 		{Name: "cpu", Status: model.NodeReady, Drivers: []string{"docker"}, Capacity: model.Resources{CPU: 4000, Memory: 4 << 30}},

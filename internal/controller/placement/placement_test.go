@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,17 +12,14 @@ import (
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // seed stores one ready node that fits 5 instances of web and 20 pending
 // instances of it.
 func seed(t *testing.T) *bolt.Store {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	node := model.Node{Name: "n1", Status: model.NodeReady, Drivers: []string{"docker"},
 		Capacity: model.Resources{CPU: 1000, Memory: 5 << 30}, PortRange: model.DefaultPortRange}
 	mustPut(t, st, model.NodeKey("n1"), node)

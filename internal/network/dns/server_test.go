@@ -17,7 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // fixture is a DNS server over a bbolt store in a temp dir, with a fake
@@ -31,11 +31,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	up := fakeUpstream(t)
 	srv, err := New(Options{Source: NewStoreSource(st, nil), Listen: []string{"127.0.0.1:0"}, Upstreams: []string{up}})
@@ -198,11 +194,7 @@ func TestServerForwardsOtherNames(t *testing.T) {
 }
 
 func TestServerWithoutUpstreamFails(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := bolttest.Open(t)
 	srv, err := New(Options{Source: NewStoreSource(st, nil), Listen: []string{"127.0.0.1:0"}, Upstreams: []string{}})
 	if err != nil {
 		t.Fatal(err)

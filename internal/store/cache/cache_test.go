@@ -13,21 +13,12 @@ import (
 
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 	"github.com/berth-dev/berth/internal/store/cache"
 )
 
 type item struct {
 	N int `json:"n"`
-}
-
-func open(t *testing.T) *bolt.Store {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 func put(t *testing.T, st store.Store, kv ...any) int64 {
@@ -70,7 +61,7 @@ func values(t *testing.T, tb *cache.Table[item]) map[string]int {
 // A read right after a write sees it, as a store read would: the cache
 // never lags behind its reader's own writes.
 func TestReadsSeeEveryWriteBeforeThem(t *testing.T) {
-	st := open(t)
+	st := bolttest.Open(t)
 	put(t, st, "/items/a", item{1}, "/other/x", item{9})
 	_, items := start(t, st)
 	ctx := context.Background()
@@ -99,7 +90,7 @@ func TestReadsSeeEveryWriteBeforeThem(t *testing.T) {
 // same number under every key of a group, and every listing must show
 // one number per group.
 func TestListsSeeWholeTransactions(t *testing.T) {
-	st := open(t)
+	st := bolttest.Open(t)
 	_, items := start(t, st)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -222,7 +213,7 @@ func checkSame(t *testing.T, st store.Store, items *cache.Table[item]) {
 // A value that does not decode fails the read with its key named, and
 // the store closing ends reads with ErrClosed instead of hanging.
 func TestBadValuesAndClosedStore(t *testing.T) {
-	st := open(t)
+	st := bolttest.Open(t)
 	if _, err := st.Txn(context.Background(), store.Txn{Ops: []store.Op{store.Put("/items/bad", []byte("{"))}}); err != nil {
 		t.Fatal(err)
 	}
