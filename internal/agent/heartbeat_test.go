@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,7 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 	"github.com/berth-dev/berth/internal/store/remote"
 )
 
@@ -165,18 +164,14 @@ func TestHeartbeatThroughServer(t *testing.T) {
 // server's liveness table.
 func nodeStore(t *testing.T, node string) (*remote.Store, *nodes.Liveness) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := bolttest.Open(t)
 	ca, cert := pkitest.New(t)
 	const token = "admin-token"
 	live := nodes.NewLiveness()
 	srv := httptest.NewUnstartedServer(api.New(api.Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour, Liveness: live}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
 	srv.StartTLS()
-	t.Cleanup(func() { srv.Close(); st.Close() })
+	t.Cleanup(srv.Close)
 	admin, err := client.NewTLS(srv.URL, token, ca.CertPEM)
 	if err != nil {
 		t.Fatal(err)

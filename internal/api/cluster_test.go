@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,18 +17,14 @@ import (
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/secrets"
-	"github.com/berth-dev/berth/internal/store/bolt"
+	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
 // tlsServer serves the API with the cluster endpoints over TLS that
 // verifies client certificates, as berth server does.
 func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := bolttest.Open(t)
 	ca, cert := pkitest.New(t)
 	box, err := secrets.NewBox(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -39,7 +34,7 @@ func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
 		Secrets: &secrets.Service{Store: st, Box: box}}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
 	srv.StartTLS()
-	t.Cleanup(func() { srv.Close(); st.Close() })
+	t.Cleanup(srv.Close)
 	c, err := client.NewTLS(srv.URL, token, ca.CertPEM)
 	if err != nil {
 		t.Fatal(err)
