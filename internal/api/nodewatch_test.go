@@ -105,11 +105,23 @@ func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
 		}
 	}
 	// Nothing else arrives: a last change of n2's shows no further n1 event.
-	put(inst("web-4", "n2"))
+	last := inst("web-4", "n2")
+	put(last)
 	read(w2, 1)
 	select {
 	case ev := <-w1:
 		t.Fatalf("n1 saw %v %s", ev.Type, ev.KV.Key)
 	case <-time.After(300 * time.Millisecond):
+	}
+	// A node's listing (served from the state view) holds its own
+	// instances only, at a revision its watch resumes from.
+	for name, c := range map[string]struct {
+		st   *remote.Store
+		want string
+	}{"n1": {n1, a.Key()}, "n2": {n2, last.Key()}} {
+		kvs, rev, err := c.st.List(ctx, model.PrefixInstances)
+		if err != nil || len(kvs) != 1 || kvs[0].Key != c.want || rev < kvs[0].ModRev {
+			t.Fatalf("%s lists %+v at %d (%v), want only %s", name, kvs, rev, err, c.want)
+		}
 	}
 }

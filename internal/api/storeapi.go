@@ -81,7 +81,16 @@ func (s *Server) storeList(w http.ResponseWriter, r *http.Request) {
 		forbidden(w, msg)
 		return
 	}
-	kvs, rev, err := s.opts.Store.List(r.Context(), prefix)
+	var kvs []store.KV
+	var rev int64
+	var err error
+	if !z.admin && prefix == model.PrefixInstances {
+		// An agent's (re-)listing of its instances: from the state view,
+		// without reading and decoding every instance of the cluster.
+		kvs, rev, err = s.opts.State.Instances.ListKV(r.Context(), func(in *model.Instance) bool { return in.Node == z.node })
+	} else {
+		kvs, rev, err = s.opts.Store.List(r.Context(), prefix)
+	}
 	if err != nil {
 		s.storeFail(w, err)
 		return

@@ -71,7 +71,7 @@ func (c *Cache) add(f *feed) {
 
 // sink is what a feed fills: a typed table.
 type sink interface {
-	load(kvs []store.KV)
+	load(kvs []store.KV, rev int64)
 	apply(evs []store.Event) // one revision's events under the prefix
 }
 
@@ -99,35 +99,35 @@ func newFeed(c *Cache, prefix string, s sink) *feed {
 }
 
 // sync waits until the feed has applied every change the store had made
-// when sync was called.
-func (f *feed) sync(ctx context.Context) error {
+// when sync was called, and returns that revision.
+func (f *feed) sync(ctx context.Context) (int64, error) {
 	f.c.Start(context.Background())
 	select {
 	case <-f.ready:
 	case <-f.done:
-		return f.err
+		return 0, f.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	rev, err := f.c.st.Rev(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req := syncReq{rev: rev, reply: make(chan struct{})}
 	select {
 	case f.syncs <- req:
 	case <-f.done:
-		return f.err
+		return 0, f.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	select {
 	case <-req.reply:
-		return nil
+		return rev, nil
 	case <-f.done:
-		return f.err
+		return 0, f.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
@@ -147,7 +147,7 @@ func (f *feed) run(ctx context.Context) {
 				}
 				continue
 			}
-			f.sink.load(kvs)
+			f.sink.load(kvs, rev)
 			after, loaded = rev, true
 		}
 		ch, err := f.c.st.Watch(ctx, f.prefix, after)

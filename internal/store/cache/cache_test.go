@@ -228,3 +228,53 @@ func TestBadValuesAndClosedStore(t *testing.T) {
 		t.Fatalf("List after close: %v (ctx %v), want a prompt error", err, ctx.Err())
 	}
 }
+
+// ListKV answers as a store List would: the same keys, revisions and
+// values, and a revision to watch from that neither misses nor repeats a
+// change.
+func TestListKVMatchesTheStore(t *testing.T) {
+	st := bolttest.Open(t)
+	_, items := start(t, st)
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		put(t, st, fmt.Sprintf("/items/%02d", i%6), item{i}, "/other/x", item{i})
+	}
+	kvs, rev, err := items.ListKV(ctx, func(it *item) bool { return it.N%2 == 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, wantRev, err := st.List(ctx, "/items/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev != wantRev {
+		t.Fatalf("ListKV at revision %d, the store's List at %d", rev, wantRev)
+	}
+	var kept []store.KV
+	for _, kv := range want {
+		var it item
+		if json.Unmarshal(kv.Value, &it) == nil && it.N%2 == 0 {
+			kept = append(kept, kv)
+		}
+	}
+	if len(kvs) != len(kept) {
+		t.Fatalf("ListKV kept %d keys, want %d", len(kvs), len(kept))
+	}
+	for i := range kept {
+		got, exp := kvs[i], kept[i]
+		if got.Key != exp.Key || got.ModRev != exp.ModRev || got.CreateRev != exp.CreateRev || string(got.Value) != string(exp.Value) {
+			t.Fatalf("key %d: %+v, want %+v", i, got, exp)
+		}
+	}
+	// A watch from the listing's revision sees the next change only.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := st.Watch(wctx, "/items/", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := put(t, st, "/items/00", item{100})
+	if ev := <-ch; ev.KV.ModRev != next {
+		t.Fatalf("watch from the listing's revision saw revision %d first, want %d", ev.KV.ModRev, next)
+	}
+}

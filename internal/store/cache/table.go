@@ -17,6 +17,7 @@ type Table[T any] struct {
 	mu      sync.Mutex
 	entries map[string]*entry[T]
 	sorted  []string // keys in order; nil when the key set changed
+	rev     int64    // the revision of the last change applied (or of the load)
 }
 
 // entry is one key: its stored bytes until decoded, then the object.
@@ -34,13 +35,13 @@ func Register[T any](c *Cache, prefix string) *Table[T] {
 	return t
 }
 
-func (t *Table[T]) load(kvs []store.KV) {
+func (t *Table[T]) load(kvs []store.KV, rev int64) {
 	entries := make(map[string]*entry[T], len(kvs))
 	for _, kv := range kvs {
 		entries[kv.Key] = &entry[T]{kv: kv}
 	}
 	t.mu.Lock()
-	t.entries, t.sorted = entries, nil
+	t.entries, t.sorted, t.rev = entries, nil, rev
 	t.mu.Unlock()
 }
 
@@ -50,6 +51,7 @@ func (t *Table[T]) apply(evs []store.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, ev := range evs {
+		t.rev = max(t.rev, ev.KV.ModRev)
 		cur, ok := t.entries[ev.KV.Key]
 		if ok && cur.kv.ModRev > ev.KV.ModRev {
 			continue
@@ -70,8 +72,42 @@ func (t *Table[T]) apply(evs []store.Event) {
 // List returns every object under the prefix in key order, as fresh as a
 // List of the store. The objects are shared: do not modify them.
 func (t *Table[T]) List(ctx context.Context) ([]*store.Object[T], error) {
-	if err := t.feed.sync(ctx); err != nil {
-		return nil, err
+	objs, _, _, err := t.list(ctx, false)
+	return objs, err
+}
+
+// ListKV is List as the store answers it: the keys whose object keep
+// accepts, with their revisions and their values encoded again, and a
+// revision the listing is consistent with, to watch from.
+func (t *Table[T]) ListKV(ctx context.Context, keep func(*T) bool) ([]store.KV, int64, error) {
+	objs, kvs, rev, err := t.list(ctx, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []store.KV
+	for i, o := range objs {
+		if !keep(&o.Value) {
+			continue
+		}
+		b, err := json.Marshal(o.Value)
+		if err != nil {
+			return nil, 0, err
+		}
+		kv := kvs[i]
+		kv.Value = b
+		out = append(out, kv)
+	}
+	return out, rev, nil
+}
+
+// list syncs and returns every object in key order, with withKVs its key
+// and revisions (kv without the value), and the revision the table stood at:
+// it holds every change up to the sync and none half applied, so it is
+// exactly the store's state at the later of the sync and its last change.
+func (t *Table[T]) list(ctx context.Context, withKVs bool) ([]*store.Object[T], []store.KV, int64, error) {
+	synced, err := t.feed.sync(ctx)
+	if err != nil {
+		return nil, nil, 0, err
 	}
 	t.mu.Lock()
 	if t.sorted == nil {
@@ -82,24 +118,32 @@ func (t *Table[T]) List(ctx context.Context) ([]*store.Object[T], error) {
 		sort.Strings(t.sorted)
 	}
 	out := make([]*store.Object[T], len(t.sorted))
+	var kvs []store.KV
+	if withKVs {
+		kvs = make([]store.KV, len(t.sorted))
+	}
 	var todo []int // indexes of entries still to decode
 	es := make([]*entry[T], len(t.sorted))
 	for i, k := range t.sorted {
 		e := t.entries[k]
 		es[i], out[i] = e, e.obj
+		if withKVs {
+			kvs[i] = store.KV{Key: e.kv.Key, CreateRev: e.kv.CreateRev, ModRev: e.kv.ModRev}
+		}
 		if e.obj == nil {
 			todo = append(todo, i)
 		}
 	}
+	rev := max(synced, t.rev)
 	t.mu.Unlock()
 	for _, i := range todo {
 		o, err := t.decode(es[i])
 		if err != nil {
-			return nil, err
+			return nil, nil, 0, err
 		}
 		out[i] = o
 	}
-	return out, nil
+	return out, kvs, rev, nil
 }
 
 // Len is how many keys the table holds, without waiting for the store:
@@ -126,7 +170,7 @@ func (t *Table[T]) Values(ctx context.Context) ([]*T, error) {
 // Get returns one object, as fresh as a Get of the store, or
 // store.ErrNotFound. The object is shared: do not modify it.
 func (t *Table[T]) Get(ctx context.Context, key string) (*store.Object[T], error) {
-	if err := t.feed.sync(ctx); err != nil {
+	if _, err := t.feed.sync(ctx); err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
