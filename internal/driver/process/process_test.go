@@ -274,6 +274,11 @@ func TestReattach(t *testing.T) {
 	if list, _ := New(other).List(ctx(t)); len(list) != 0 {
 		t.Fatalf("another node's driver lists %+v", list)
 	}
+	// The shell has printed before it is stopped (on a loaded machine
+	// the stop could otherwise beat its echo).
+	for deadline := time.Now().Add(10 * time.Second); logs(t, d2, id) != "hello\n" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	waited := make(chan driver.Status, 1)
 	go func() { st, _ := d2.Wait(ctx(t), id); waited <- st }()
 	if err := d2.Stop(ctx(t), id, 10*time.Second); err != nil {
