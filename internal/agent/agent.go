@@ -78,6 +78,7 @@ type Agent struct {
 	runners map[string]*runner // by instance ID
 	specs   map[string]*model.AppSpec
 	wg      sync.WaitGroup
+	status  *statusWriter
 }
 
 // New makes an agent; call Run to start it.
@@ -94,7 +95,7 @@ func New(o Options) *Agent {
 	if o.PortRange == [2]int{} {
 		o.PortRange = model.DefaultPortRange
 	}
-	return &Agent{o: o, runners: map[string]*runner{}, specs: map[string]*model.AppSpec{}}
+	return &Agent{o: o, runners: map[string]*runner{}, specs: map[string]*model.AppSpec{}, status: &statusWriter{st: o.Store}}
 }
 
 // Node returns the agent's node name (after Run has started).

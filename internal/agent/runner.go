@@ -481,7 +481,7 @@ func (r *runner) setStatus(ctx context.Context, mutate func(*model.InstanceStatu
 	r.mu.Lock()
 	known := r.latest
 	r.mu.Unlock()
-	o, err := store.UpdateKnown(ctx, r.a.o.Store, r.key, &known, func(in *model.Instance) error {
+	o, err := r.a.status.update(ctx, r.key, known, func(in *model.Instance) error {
 		for _, m := range r.unsent {
 			m(&in.Status)
 		}
