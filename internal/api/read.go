@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/berth-dev/berth/internal/apps"
 	"github.com/berth-dev/berth/internal/events"
@@ -119,6 +120,16 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		flush(flusher)
 	}
+}
+
+// startStream answers 200 with an NDJSON stream of watch lines: its
+// encoder, flusher (nil if the writer cannot flush) and the ticker of its
+// progress lines (stop it).
+func startStream(w http.ResponseWriter) (*json.Encoder, http.Flusher, *time.Ticker) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	return json.NewEncoder(w), flusher, time.NewTicker(watchProgressEvery)
 }
 
 func flush(f http.Flusher) {

@@ -179,11 +179,7 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
-	tick := time.NewTicker(watchProgressEvery)
+	enc, flusher, tick := startStream(w)
 	defer tick.Stop()
 	last := after
 	// send writes one event's line; events of other nodes are skipped

@@ -54,11 +54,7 @@ func (s *Server) clusterView(w http.ResponseWriter, r *http.Request, hub *viewHu
 		writeJSON(w, http.StatusOK, cur.view)
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
-	tick := time.NewTicker(watchProgressEvery)
+	enc, flusher, tick := startStream(w)
 	defer tick.Stop()
 	last := after
 	progress := func() bool {
