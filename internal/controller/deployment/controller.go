@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/controller/loop"
@@ -103,26 +104,51 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 		k := o.Value.Namespace + "/" + o.Value.App
 		byApp[k] = append(byApp[k], o)
 	}
-	again := false
+	states := make([]*appState, 0, len(appObjs)+len(byApp))
 	for _, ao := range appObjs {
 		k := ao.Value.Namespace + "/" + ao.Value.Name
-		a := &appState{c: c, app: ao, insts: byApp[k], rollout: rollouts[k], request: requests[k]}
+		states = append(states, &appState{c: c, app: ao, insts: byApp[k], rollout: rollouts[k], request: requests[k]})
 		delete(byApp, k)
-		if err := a.reconcile(ctx, nodes); err != nil {
-			if !errors.Is(err, store.ErrConflict) {
-				return true, err
-			}
-			again = true
-		}
 	}
 	// Instances whose app is gone (e.g. removed while they were stopping).
 	for _, objs := range byApp {
-		orphan := &appState{c: c, app: store.Object[model.App]{Value: model.App{Deleting: true}}, insts: objs}
-		if err := orphan.reconcile(ctx, nodes); err != nil && !errors.Is(err, store.ErrConflict) {
-			return true, err
-		}
+		states = append(states, &appState{c: c, app: store.Object[model.App]{Value: model.App{Deleting: true}}, insts: objs})
 	}
-	return again, nil
+	return reconcileAll(ctx, states, nodes)
+}
+
+// appWorkers bounds how many apps one pass reconciles at once. Apps are
+// independent (each write is guarded by its own compares), and their
+// Txns, in flight together, share the store's commits: after a burst of
+// applies, a pass writes 100 apps' instances in a few fsyncs, not 100.
+const appWorkers = 32
+
+// reconcileAll reconciles every app, appWorkers at a time. again is true
+// when a write lost a race; err is the first other failure.
+func reconcileAll(ctx context.Context, states []*appState, nodes map[string]model.Node) (again bool, err error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, appWorkers)
+	for _, a := range states {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			e := a.reconcile(ctx, nodes)
+			if e == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.Is(e, store.ErrConflict) {
+				again = true
+			} else if err == nil {
+				again, err = true, e
+			}
+		}()
+	}
+	wg.Wait()
+	return again, err
 }
 
 type appState struct {

@@ -3,7 +3,11 @@ package deployment
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
@@ -51,5 +55,55 @@ func TestCreateInBatches(t *testing.T) {
 	}
 	if created != n {
 		t.Fatalf("%d Created events, want %d", created, n)
+	}
+}
+
+// overlapStore counts how many instance-creating Txns are in flight at
+// once; each takes a little while, as a commit does.
+type overlapStore struct {
+	store.Store
+	inFlight, most atomic.Int32
+}
+
+func (s *overlapStore) Txn(ctx context.Context, t store.Txn) (int64, error) {
+	if len(t.Ops) > 0 && strings.HasPrefix(t.Ops[0].Key, model.PrefixInstances) {
+		n := s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
+		for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.Store.Txn(ctx, t)
+}
+
+// One pass reconciles apps side by side: after a burst of applies their
+// instances are written by Txns in flight together (which the store
+// commits together), not one app's commit after another's.
+func TestAppsOfOnePassWriteTogether(t *testing.T) {
+	st := &overlapStore{Store: bolttest.Open(t)}
+	ctx := context.Background()
+	const apps = 20
+	var tx store.Txn
+	for i := 0; i < apps; i++ {
+		a := app(1, 2, false)
+		a.Name = fmt.Sprintf("web%02d", i)
+		b, _ := json.Marshal(a)
+		tx.Ops = append(tx.Ops, store.Put(model.AppKey("default", a.Name), b))
+	}
+	if _, err := st.Store.Txn(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Store: st, Events: events.NewRecorder(st, nil)}).Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insts, err := store.ListValues[model.Instance](ctx, st, model.PrefixInstances)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(insts) != 2*apps {
+		t.Fatalf("%d instances, want %d", len(insts), 2*apps)
+	}
+	if most := st.most.Load(); most < 2 {
+		t.Fatalf("at most %d app writes in flight at once, want several", most)
 	}
 }
