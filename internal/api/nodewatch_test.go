@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/remote"
 )
@@ -24,20 +27,7 @@ func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodeStore := func(name string) *remote.Store {
-		code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, name, nil)
-		if code != http.StatusOK {
-			t.Fatalf("join %s: %d %s", name, code, body)
-		}
-		cert, err := tls.X509KeyPair([]byte(jr.CertPEM), keyPEM)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := remote.New(remote.Options{Server: srv.URL, TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}})
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	n1, n2 := nodeStore("n1"), nodeStore("n2")
+	n1, n2 := agentStore(t, srv, ca, tok.Token, "n1"), agentStore(t, srv, ca, tok.Token, "n2")
 	admin := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})
 	defer admin.Close()
 	inst := func(id, node string) model.Instance {
@@ -123,5 +113,45 @@ func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
 		if err != nil || len(kvs) != 1 || kvs[0].Key != c.want || rev < kvs[0].ModRev {
 			t.Fatalf("%s lists %+v at %d (%v), want only %s", name, kvs, rev, err, c.want)
 		}
+	}
+}
+
+// agentStore joins node name with token and returns its store client.
+func agentStore(t *testing.T, srv *httptest.Server, ca *pki.CA, token, name string) *remote.Store {
+	t.Helper()
+	code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", token, name, nil)
+	if code != http.StatusOK {
+		t.Fatalf("join %s: %d %s", name, code, body)
+	}
+	cert, err := tls.X509KeyPair([]byte(jr.CertPEM), keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := remote.New(remote.Options{Server: srv.URL, TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}})
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// An agent resuming its watch from before what the fan-out holds is told
+// to list again (compacted), not served by a watch of the whole store.
+func TestNodeWatchTooOldIsCompacted(t *testing.T) {
+	c, ca, srv := tlsServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := agentStore(t, srv, ca, tok.Token, "n1")
+	rev, err := n1.Rev(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first watch starts the fan-out at the current revision.
+	if _, err := n1.Watch(ctx, model.PrefixInstances, rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Watch(ctx, model.PrefixInstances, 1); !errors.Is(err, store.ErrCompacted) {
+		t.Fatalf("watch after revision 1: %v, want ErrCompacted", err)
 	}
 }

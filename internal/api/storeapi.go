@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -169,8 +170,17 @@ func (s *Server) storeWatch(w http.ResponseWriter, r *http.Request) {
 	// the last event's).
 	progress := func() (int64, bool) { return 0, false }
 	if !z.admin && prefix == model.PrefixInstances {
-		if sub, err = s.nodeWatch.subscribe(r.Context(), s, z.node, after); err == nil {
+		sub, err = s.nodeWatch.subscribe(r.Context(), s, z.node, after)
+		switch {
+		case err == nil:
 			ready, progress = sub.Ready(), sub.Rev
+		case errors.Is(err, fanout.ErrTooOld):
+			// The agent lists again (from the state view, at a revision
+			// the fan-out holds) rather than watching the store itself,
+			// which would decode every instance change of the cluster
+			// for it for as long as the stream lasts.
+			s.storeFail(w, fmt.Errorf("%w: %w", store.ErrCompacted, err))
+			return
 		}
 	}
 	if ready == nil {

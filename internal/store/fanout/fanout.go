@@ -3,8 +3,9 @@
 // Route function names (for berth, the node an instance is assigned to),
 // so N watchers of M changes cost O(M), not O(N×M). Deletes go to the
 // key's last owner; changes of keys with no owner go nowhere. A short
-// history of routed events lets a subscriber resume from a recent
-// revision; an older one gets ErrTooOld and must watch the store itself.
+// history of routed events lets a subscriber resume from a revision as
+// long as none of its own owner's events after it were trimmed; an older
+// one gets ErrTooOld and must list again (or watch the store itself).
 package fanout
 
 import (
@@ -62,9 +63,15 @@ type Hub struct {
 	groups map[string]map[string]int // owner → group → keys held (Options.Group)
 	subs   map[string][]*Sub         // by owner; usually one each
 	hist   []entry                   // routed events, oldest first, at most o.History
-	floor  int64                     // every event after floor is in hist
-	last   int64                     // revision the hub has routed up to
-	closed bool
+	start  int64                     // revision of the first List: nothing before is known
+	// trimmed is, by owner, the newest revision of that owner's events
+	// dropped from hist: every later event of the owner is still there.
+	// A subscriber is resumable when neither is after its revision, so a
+	// busy cluster's history, moving on for others, does not turn away
+	// an agent whose own few events are all kept.
+	trimmed map[string]int64
+	last    int64 // revision the hub has routed up to
+	closed  bool
 }
 
 // Sub is one subscriber. Its queue is a slice that grows with the
@@ -92,7 +99,7 @@ func New(o Options) *Hub {
 		o.Log = slog.Default()
 	}
 	return &Hub{o: o, ready: make(chan struct{}), owner: map[string]string{}, groups: map[string]map[string]int{},
-		subs: map[string][]*Sub{}}
+		subs: map[string][]*Sub{}, trimmed: map[string]int64{}}
 }
 
 // Run lists the prefix once, then routes its watch until ctx ends or the
@@ -115,7 +122,7 @@ func (h *Hub) Run(ctx context.Context) {
 	for _, kv := range kvs {
 		h.setOwnerLocked(kv.Key, h.o.Route(kv))
 	}
-	h.floor, h.last = rev, rev
+	h.start, h.last = rev, rev
 	h.mu.Unlock()
 	close(h.ready)
 	for ctx.Err() == nil {
@@ -160,7 +167,9 @@ func (h *Hub) route(ev store.Event) {
 	h.hist = append(h.hist, entry{owner: owner, ev: ev})
 	if len(h.hist) > h.o.History {
 		drop := len(h.hist) - h.o.History/2
-		h.floor = h.hist[drop-1].ev.KV.ModRev
+		for _, e := range h.hist[:drop] {
+			h.trimmed[e.owner] = e.ev.KV.ModRev
+		}
 		h.hist = append(h.hist[:0:0], h.hist[drop:]...)
 	}
 	// Backwards: a subscriber dropped by sendLocked is swapped with the
@@ -220,7 +229,7 @@ func (h *Hub) stop() {
 // Subscribe streams owner's events after revision after until ctx ends
 // or the subscriber falls behind by more than Options.Buffer events (it
 // is then dropped: see Ready and Take). ErrTooOld means the history no
-// longer reaches back to after.
+// longer holds every event of owner after after.
 func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, error) {
 	select {
 	case <-h.ready:
@@ -234,7 +243,7 @@ func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, e
 		return nil, h.err
 	case h.closed:
 		return nil, store.ErrClosed
-	case after < h.floor:
+	case after < h.start || after < h.trimmed[owner]:
 		return nil, ErrTooOld
 	}
 	var replay []store.Event

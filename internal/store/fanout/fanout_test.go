@@ -193,6 +193,35 @@ func TestResumeFromHistory(t *testing.T) {
 	}
 }
 
+// Other owners' events moving the history on do not turn away an owner
+// whose own events after its revision are all still kept.
+func TestResumeAfterOthersEventsWereTrimmed(t *testing.T) {
+	st, h := setup(t, fanout.Options{History: 4})
+	ctx := context.Background()
+	if _, err := h.Subscribe(ctx, "warm", 0); err != nil {
+		t.Fatal(err)
+	}
+	r1 := put(t, st, "k1", "a")
+	var last int64
+	for i := 0; i < 10; i++ {
+		last = put(t, st, fmt.Sprintf("b%d", i), "b")
+	}
+	waitRev(t, h, "b", last)
+	s, err := subscribe(ctx, h, "a", r1)
+	if err != nil {
+		t.Fatalf("subscribe a after %d with only b's events trimmed: %v", r1, err)
+	}
+	quiet(t, s)
+	r2 := put(t, st, "k1", "a")
+	if ev := next(t, s); ev.KV.ModRev != r2 {
+		t.Fatalf("got revision %d, want %d", ev.KV.ModRev, r2)
+	}
+	// b itself, from before its trimmed events, must list again.
+	if _, err := h.Subscribe(ctx, "b", r1); !errors.Is(err, fanout.ErrTooOld) {
+		t.Fatalf("subscribe b after %d: %v, want ErrTooOld", r1, err)
+	}
+}
+
 // waitRev waits until the hub has routed revision rev, owner's.
 func waitRev(t *testing.T, h *fanout.Hub, owner string, rev int64) {
 	t.Helper()
