@@ -102,7 +102,9 @@ type Store interface {
 	// is closed (then the channel is closed). afterRev older than the
 	// retained history yields ErrCompacted. A slow reader must not block
 	// writers; a backend may drop a watcher that falls too far behind by
-	// closing its channel (the caller re-lists and watches again).
+	// closing its channel, only between revisions: every revision a
+	// watch delivered, it delivered whole, so the caller may watch again
+	// after the last revision it received (or re-list).
 	Watch(ctx context.Context, prefix string, afterRev int64) (<-chan Event, error)
 	// Rev returns the current revision. For the embedded store, every
 	// event of a revision it returns is already queued on every live

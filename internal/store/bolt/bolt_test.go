@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/storetest"
@@ -150,6 +151,58 @@ func TestSlowWatcherIsDroppedNotWaitedFor(t *testing.T) {
 	s.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d watchers registered, want 1 (the slow one is gone)", n)
+	}
+}
+
+// A watcher is dropped between revisions, never inside one: what it got
+// is whole revisions, and resuming after the last one it got misses
+// nothing, even of a revision larger than its buffer.
+func TestDroppedWatchEndsBetweenRevisions(t *testing.T) {
+	s := open(t, Options{WatchBuffer: 5})
+	ctx := context.Background()
+	slow, err := s.Watch(ctx, "/", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := func(n int) int64 {
+		var tx store.Txn
+		for i := 0; i < n; i++ {
+			tx.Ops = append(tx.Ops, store.Put(fmt.Sprintf("/k%d", i), []byte("v")))
+		}
+		r, err := s.Txn(ctx, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r1 := txn(3) // fits
+	txn(3)       // does not fit behind r1's 3: dropped before any of it
+	r3 := txn(8) // larger than the buffer
+	perRev := map[int64]int{}
+	var last int64
+	for e := range slow {
+		perRev[e.KV.ModRev]++
+		last = e.KV.ModRev
+	}
+	if fmt.Sprint(perRev) != fmt.Sprintf("map[%d:3]", r1) {
+		t.Fatalf("dropped watch delivered %v, want revision %d whole (3 events) and nothing more", perRev, r1)
+	}
+	resumed, err := s.Watch(ctx, "/", last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perRev = map[int64]int{}
+	timeout := time.After(10 * time.Second)
+	for len(perRev) < 2 || perRev[r3] < 8 {
+		select {
+		case e := <-resumed:
+			perRev[e.KV.ModRev]++
+		case <-timeout:
+			t.Fatalf("resumed watch delivered only %v", perRev)
+		}
+	}
+	if fmt.Sprint(perRev) != fmt.Sprintf("map[%d:3 %d:8]", r1+1, r3) {
+		t.Fatalf("resumed watch delivered %v, want revisions %d (3) and %d (8)", perRev, r1+1, r3)
 	}
 }
 

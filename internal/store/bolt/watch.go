@@ -109,12 +109,29 @@ func (s *Store) history(ctx context.Context, prefix string, afterRev, upTo int64
 }
 
 // publishLocked hands one revision's events to every watcher; a watcher
-// whose buffer is full is dropped rather than waited for. Called with
-// s.mu held, in revision order.
+// without room for all of the revision's events it matches is dropped
+// rather than waited for, before it gets any of them: a dropped watch
+// ends between two revisions, so resuming after the last revision it
+// delivered misses nothing (the replay's channel is sized to hold any
+// revision). Called with s.mu held, in revision order.
 func (s *Store) publishLocked(rev int64, events []store.Event) {
 	s.rev = rev
 	for w := range s.watchers {
 		if rev <= w.afterRev {
+			continue
+		}
+		n := 0
+		for _, e := range events {
+			if strings.HasPrefix(e.KV.Key, w.prefix) {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		if w.ch != nil && cap(w.ch)-len(w.ch) < n {
+			// Only this goroutine sends, so the room can only grow.
+			s.dropLocked(w) // too far behind: the caller resumes or re-lists
 			continue
 		}
 		for _, e := range events {
@@ -123,15 +140,8 @@ func (s *Store) publishLocked(rev int64, events []store.Event) {
 			}
 			if w.ch == nil {
 				w.pending = append(w.pending, e)
-				continue
-			}
-			select {
-			case w.ch <- e:
-			default:
-				s.dropLocked(w) // too far behind: the caller re-lists
-			}
-			if w.gone {
-				break
+			} else {
+				w.ch <- e
 			}
 		}
 	}
