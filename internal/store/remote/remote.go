@@ -283,19 +283,19 @@ func (s *Store) openWatch(ctx context.Context, prefix string, after int64) (*buf
 	return rd, func() { stop(); cancel() }, nil
 }
 
-func (s *Store) watchLoop(ctx context.Context, prefix string, last int64, rd *bufio.Reader, cancel context.CancelFunc,
+func (s *Store) watchLoop(ctx context.Context, prefix string, after int64, rd *bufio.Reader, cancel context.CancelFunc,
 	ch chan<- store.Event) {
 	backoff := 100 * time.Millisecond
+	pos := &streamPos{done: after}
 	for {
-		var ok bool
-		last, ok = s.readStream(ctx, rd, cancel, last, ch)
+		ok := s.readStream(ctx, rd, cancel, pos, ch)
 		cancel()
 		if !ok || ctx.Err() != nil || s.ctx.Err() != nil {
 			return
 		}
 		for {
 			var err error
-			rd, cancel, err = s.openWatch(ctx, prefix, last)
+			rd, cancel, err = s.openWatch(ctx, prefix, pos.done)
 			if err == nil {
 				backoff = 100 * time.Millisecond
 				break
@@ -316,15 +316,52 @@ func (s *Store) watchLoop(ctx context.Context, prefix string, last int64, rd *bu
 	}
 }
 
-// readStream forwards events until the stream breaks or stalls. It
-// returns the last revision seen and false if the watch must end.
-func (s *Store) readStream(ctx context.Context, rd *bufio.Reader, cancel context.CancelFunc, last int64, ch chan<- store.Event) (int64, bool) {
+// streamPos is how far a watch got, kept across its streams. A stream may
+// break between two events of one revision (a Txn of many keys), so it
+// resumes after the last revision known complete (done) and skips the
+// events of the partly forwarded one (cur) that were forwarded already.
+type streamPos struct {
+	done int64           // every event up to done was forwarded
+	cur  int64           // revision being forwarded (> done), or 0
+	keys map[string]bool // keys of cur forwarded
+}
+
+// complete records that every event up to rev was forwarded.
+func (p *streamPos) complete(rev int64) {
+	if p.cur != 0 && p.cur <= rev {
+		p.cur, p.keys = 0, nil
+	}
+	p.done = max(p.done, rev)
+}
+
+// seen reports whether ev was forwarded already (a replay of the partly
+// forwarded revision) and otherwise records it as forwarded.
+func (p *streamPos) seen(ev store.Event) bool {
+	rev := ev.KV.ModRev
+	switch {
+	case rev <= p.done:
+		return true
+	case rev == p.cur:
+		if p.keys[ev.KV.Key] {
+			return true
+		}
+	default: // a later revision: the one before is complete
+		p.complete(p.cur)
+		p.cur, p.keys = rev, map[string]bool{}
+	}
+	p.keys[ev.KV.Key] = true
+	return false
+}
+
+// readStream forwards events until the stream breaks or stalls,
+// advancing pos. It returns false if the watch must end.
+func (s *Store) readStream(ctx context.Context, rd *bufio.Reader, cancel context.CancelFunc, pos *streamPos, ch chan<- store.Event) bool {
 	stall := time.AfterFunc(s.o.StallTimeout, cancel)
 	defer stall.Stop()
 	for {
 		b, err := rd.ReadBytes('\n')
 		if err != nil {
-			return last, true
+			return true
 		}
 		stall.Reset(s.o.StallTimeout)
 		var l WatchLine
@@ -333,7 +370,10 @@ func (s *Store) readStream(ctx context.Context, rd *bufio.Reader, cancel context
 		}
 		switch l.Type {
 		case "progress":
-			last = max(last, l.Rev)
+			// The server may send one while a revision's events are still
+			// on their way (it had forwarded some of them): only the
+			// revisions before the progress one are surely complete.
+			pos.complete(l.Rev - 1)
 			continue
 		case "put", "delete":
 		default:
@@ -343,13 +383,15 @@ func (s *Store) readStream(ctx context.Context, rd *bufio.Reader, cancel context
 		if l.Type == "delete" {
 			ev.Type = store.EventDelete
 		}
+		if pos.seen(ev) {
+			continue
+		}
 		select {
 		case ch <- ev:
-			last = ev.KV.ModRev
 		case <-ctx.Done():
-			return last, false
+			return false
 		case <-s.ctx.Done():
-			return last, false
+			return false
 		}
 	}
 }
