@@ -9,13 +9,14 @@ import (
 
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/scheduler"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/bolt/bolttest"
 )
 
-// A plan larger than commitBatch is committed in several guarded Txns:
-// the later batches compare the placement keys the earlier ones moved,
-// so one pass places everything, each with its Scheduled event.
+// A plan larger than commitBatch is committed in several guarded Txns of
+// whole nodes, written side by side: one pass places everything, each
+// with its Scheduled event, and each node's placement key moves once.
 func TestLargePlanCommitsInBatches(t *testing.T) {
 	st := bolttest.Open(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -72,15 +73,33 @@ func TestLargePlanCommitsInBatches(t *testing.T) {
 	if scheduled != n {
 		t.Fatalf("%d Scheduled events, want %d", scheduled, n)
 	}
-	// A node's placement key moves once per batch that used it: at most
-	// three here.
 	for _, name := range []string{"n1", "n2"} {
 		kv, err := st.Get(ctx, model.PlacementKey(name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v := string(kv.Value); v != "1" && v != "2" && v != "3" {
-			t.Errorf("placement key of %s = %s, want 1 to 3 (one bump per batch)", name, v)
+		if v := string(kv.Value); v != "1" {
+			t.Errorf("placement key of %s = %s, want 1 (one bump per pass)", name, v)
 		}
+	}
+}
+
+// Batches hold whole nodes, in the plan's order, closing at the size.
+func TestBatchByNode(t *testing.T) {
+	var ps []scheduler.Placement
+	for i, n := range []string{"a", "b", "a", "c", "b", "a", "d"} {
+		ps = append(ps, scheduler.Placement{InstanceID: fmt.Sprint(i), Node: n})
+	}
+	var got []string
+	for _, b := range batchByNode(ps, 3) {
+		s := ""
+		for _, p := range b {
+			s += p.Node + p.InstanceID
+		}
+		got = append(got, s)
+	}
+	want := []string{"a0a2a5", "b1b4c3", "d6"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("batches %v, want %v", got, want)
 	}
 }

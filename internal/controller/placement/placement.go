@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/events"
@@ -134,25 +135,73 @@ func (c *Controller) spec(ctx context.Context, cache map[string]*model.AppSpec, 
 // events), so a plan of 100,000 instances is not one giant transaction.
 const commitBatch = 2000
 
-// commit stores the plan in Txns of up to commitBatch placements. Each is
-// guarded on its own: its instances' ModRevs and its nodes' placement
-// keys, which earlier batches of this plan moved forward (placeRev is
-// updated), so a batch is refused if anyone else placed on its nodes.
+// commitWorkers bounds the batches of one plan in flight at once.
+const commitWorkers = 8
+
+// commit stores the plan in Txns of about commitBatch placements, each
+// holding whole nodes: a node's placements and its placement key are in
+// one batch only. So batches do not depend on each other, each is
+// guarded on its own (its instances' ModRevs and its nodes' placement
+// keys as the pass read them) and they are written side by side, sharing
+// the store's commits. A batch refused because someone else placed on
+// its nodes leaves the others committed; the next pass plans the rest.
 func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[string]*store.Object[model.Instance], placeRev map[string]store.KV) error {
-	ps := plan.Placements
-	for len(ps) > 0 {
-		n := min(len(ps), commitBatch)
-		if err := c.commitBatch(ctx, ps[:n], byID, placeRev); err != nil {
+	batches := batchByNode(plan.Placements, commitBatch)
+	errs := make([]error, len(batches))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, commitWorkers)
+	for i, b := range batches {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			errs[i] = c.commitBatch(ctx, b, byID, placeRev)
+		}()
+	}
+	wg.Wait()
+	var conflict error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, store.ErrConflict):
+			conflict = err
+		default:
 			return err
 		}
-		ps = ps[n:]
 	}
-	return nil
+	return conflict
+}
+
+// batchByNode cuts ps into batches of whole nodes' placements, closing a
+// batch once it holds size or more; placements keep their order within a
+// node.
+func batchByNode(ps []scheduler.Placement, size int) [][]scheduler.Placement {
+	var order []string
+	byNode := map[string][]scheduler.Placement{}
+	for _, p := range ps {
+		if _, ok := byNode[p.Node]; !ok {
+			order = append(order, p.Node)
+		}
+		byNode[p.Node] = append(byNode[p.Node], p)
+	}
+	var out [][]scheduler.Placement
+	var cur []scheduler.Placement
+	for _, n := range order {
+		cur = append(cur, byNode[n]...)
+		if len(cur) >= size {
+			out = append(out, cur)
+			cur = nil
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 func (c *Controller) commitBatch(ctx context.Context, ps []scheduler.Placement, byID map[string]*store.Object[model.Instance], placeRev map[string]store.KV) error {
 	var t store.Txn
-	bumped := map[string][]byte{}
+	bumped := map[string]bool{}
 	for _, p := range ps {
 		o := byID[p.InstanceID]
 		in := o.Value
@@ -168,23 +217,17 @@ func (c *Controller) commitBatch(ctx context.Context, ps []scheduler.Placement, 
 		if op, ok := c.o.Events.InstanceOp(&in, "Scheduled", "placed on node %s%s%s", in.Node, hostPortsSuffix(in.HostPorts), gpusSuffix(in.GPUs)); ok {
 			t.Ops = append(t.Ops, op)
 		}
-		if _, ok := bumped[p.Node]; !ok {
+		if !bumped[p.Node] {
+			bumped[p.Node] = true
 			kv := placeRev[p.Node]
 			n, _ := strconv.ParseInt(string(kv.Value), 10, 64)
 			next := []byte(strconv.FormatInt(n+1, 10))
-			bumped[p.Node] = next
 			t.Compares = append(t.Compares, store.Compare{Key: model.PlacementKey(p.Node), ModRev: kv.ModRev})
 			t.Ops = append(t.Ops, store.Put(model.PlacementKey(p.Node), next))
 		}
 	}
-	rev, err := c.o.Store.Txn(ctx, t)
-	if err != nil {
-		return err
-	}
-	for node, v := range bumped {
-		placeRev[node] = store.KV{Key: model.PlacementKey(node), Value: v, ModRev: rev}
-	}
-	return nil
+	_, err := c.o.Store.Txn(ctx, t)
+	return err
 }
 
 func hostPortsSuffix(ports map[string]int) string {
