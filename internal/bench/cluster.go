@@ -37,6 +37,10 @@ type ClusterOptions struct {
 	// PerApp instances each.
 	Instances int
 	PerApp    int
+	// ApplyClients is how many clients apply the apps at once (default
+	// 8, a few users; as many as there are apps submits them all at
+	// once, as a whole environment deployed in one go).
+	ApplyClients int
 	// Pprof, if set, is the loopback address the server serves
 	// net/http/pprof on (through PprofEnv).
 	Pprof string
@@ -54,10 +58,10 @@ const PprofEnv = "BERTH_BENCH_PPROF"
 
 // ClusterResult is what RunCluster measured.
 type ClusterResult struct {
-	Nodes, Instances int
+	Nodes, Instances, ApplyClients int
 	// JoinAll is the time until every agent had joined and was ready.
 	JoinAll time.Duration
-	// ApplyAll is the time the apps took to apply (applyWorkers clients).
+	// ApplyAll is the time the apps took to apply (ApplyClients clients).
 	ApplyAll time.Duration
 	// PlacementsPerSec: instances placed per second from the first
 	// apply until the benchmark's watch had seen all placed.
@@ -86,10 +90,13 @@ type ClusterResult struct {
 // instances with the mock driver — the real agent protocol, no runtime.
 // It applies Instances instances and measures placement and start.
 func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
-	res := ClusterResult{Nodes: o.Nodes, Instances: o.Instances}
 	if o.PerApp <= 0 {
 		o.PerApp = 100
 	}
+	if o.ApplyClients <= 0 {
+		o.ApplyClients = defaultApplyClients
+	}
+	res := ClusterResult{Nodes: o.Nodes, Instances: o.Instances, ApplyClients: o.ApplyClients}
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
@@ -329,16 +336,17 @@ const maxRelists = 20
 // agentTries bounds how often a simulated agent is started.
 const agentTries = 5
 
-// applyWorkers is how many clients apply apps at once, as many users do.
-const applyWorkers = 8
+// defaultApplyClients is how many clients apply apps at once by default,
+// as a few users do.
+const defaultApplyClients = 8
 
-// applyApps applies the benchmark's apps from applyWorkers clients.
+// applyApps applies the benchmark's apps from o.ApplyClients clients.
 func applyApps(ctx context.Context, c *client.Client, o ClusterOptions, apps int, tr *tracker) error {
 	var mu sync.Mutex
 	var firstErr error
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for w := 0; w < applyWorkers; w++ {
+	for w := 0; w < o.ApplyClients; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -423,8 +431,8 @@ func procStatus(pid int, field string) int64 {
 
 // PrintClusterTable prints r as a table.
 func PrintClusterTable(w io.Writer, r ClusterResult) {
-	fmt.Fprintf(w, "nodes\tinstances\tjoin all\tapply all\tplacements/s (committed)\tsubmit→running p50\tp99\tmax\tserver RSS (peak; store mmap)\tserver CPU\tstore\n")
-	fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%.0f (%.0f)\t%s\t%s\t%s\t%.0f MiB (%.0f; %.0f)\t%s\t%.1f MiB\n", r.Nodes, r.Instances, r.JoinAll.Round(time.Millisecond), r.ApplyAll.Round(time.Millisecond),
+	fmt.Fprintf(w, "nodes\tinstances\tapply clients\tjoin all\tapply all\tplacements/s (committed)\tsubmit→running p50\tp99\tmax\tserver RSS (peak; store mmap)\tserver CPU\tstore\n")
+	fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%s\t%.0f (%.0f)\t%s\t%s\t%s\t%.0f MiB (%.0f; %.0f)\t%s\t%.1f MiB\n", r.Nodes, r.Instances, r.ApplyClients, r.JoinAll.Round(time.Millisecond), r.ApplyAll.Round(time.Millisecond),
 		r.PlacementsPerSec, r.CommittedPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond),
 		float64(r.ServerRSS)/(1<<20), float64(r.ServerPeakRSS)/(1<<20), float64(r.ServerFileRSS)/(1<<20), r.ServerCPU.Round(100*time.Millisecond), float64(r.StoreBytes)/(1<<20))
 }
