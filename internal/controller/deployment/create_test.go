@@ -22,17 +22,7 @@ func TestCreateInBatches(t *testing.T) {
 	st := bolttest.Open(t)
 	ctx := context.Background()
 	const n = 2*createBatch + 7
-	b, _ := json.Marshal(app(1, n, false))
-	if _, err := st.Txn(ctx, store.Txn{Ops: []store.Op{store.Put(model.AppKey("default", "web"), b)}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(Options{Store: st, Events: events.NewRecorder(st, nil)}).Reconcile(ctx); err != nil {
-		t.Fatal(err)
-	}
-	insts, err := store.ListValues[model.Instance](ctx, st, model.PrefixInstances)
-	if err != nil {
-		t.Fatal(err)
-	}
+	insts := createdInOnePass(t, st, app(1, n, false))
 	ids := map[string]bool{}
 	for _, in := range insts {
 		if in.App != "web" || in.Revision != 1 || in.Node != "" || in.Status.State != model.StatePending || in.CreatedAt.IsZero() {
@@ -81,16 +71,33 @@ func (s *overlapStore) Txn(ctx context.Context, t store.Txn) (int64, error) {
 // commits together), not one app's commit after another's.
 func TestAppsOfOnePassWriteTogether(t *testing.T) {
 	st := &overlapStore{Store: bolttest.Open(t)}
-	ctx := context.Background()
 	const apps = 20
-	var tx store.Txn
+	var specs []*model.App
 	for i := 0; i < apps; i++ {
 		a := app(1, 2, false)
 		a.Name = fmt.Sprintf("web%02d", i)
-		b, _ := json.Marshal(a)
-		tx.Ops = append(tx.Ops, store.Put(model.AppKey("default", a.Name), b))
+		specs = append(specs, a)
 	}
-	if _, err := st.Store.Txn(ctx, tx); err != nil {
+	insts := createdInOnePass(t, st, specs...)
+	if len(insts) != 2*apps {
+		t.Fatalf("%d instances, want %d", len(insts), 2*apps)
+	}
+	if most := st.most.Load(); most < 2 {
+		t.Fatalf("at most %d app writes in flight at once, want several", most)
+	}
+}
+
+// createdInOnePass stores apps, runs one deployment pass and returns the
+// instances it created.
+func createdInOnePass(t *testing.T, st store.Store, apps ...*model.App) []model.Instance {
+	t.Helper()
+	ctx := context.Background()
+	var tx store.Txn
+	for _, a := range apps {
+		b, _ := json.Marshal(a)
+		tx.Ops = append(tx.Ops, store.Put(model.AppKey(a.Namespace, a.Name), b))
+	}
+	if _, err := st.Txn(ctx, tx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(Options{Store: st, Events: events.NewRecorder(st, nil)}).Reconcile(ctx); err != nil {
@@ -100,10 +107,5 @@ func TestAppsOfOnePassWriteTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(insts) != 2*apps {
-		t.Fatalf("%d instances, want %d", len(insts), 2*apps)
-	}
-	if most := st.most.Load(); most < 2 {
-		t.Fatalf("at most %d app writes in flight at once, want several", most)
-	}
+	return insts
 }

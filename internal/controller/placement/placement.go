@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/events"
@@ -24,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/scheduler"
 	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options are the controller's dependencies.
@@ -148,17 +148,15 @@ const commitWorkers = 8
 func (c *Controller) commit(ctx context.Context, plan scheduler.Plan, byID map[string]*store.Object[model.Instance], placeRev map[string]store.KV) error {
 	batches := batchByNode(plan.Placements, commitBatch)
 	errs := make([]error, len(batches))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, commitWorkers)
+	var g errgroup.Group
+	g.SetLimit(commitWorkers)
 	for i, b := range batches {
-		slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
+		g.Go(func() error {
 			errs[i] = c.commitBatch(ctx, b, byID, placeRev)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // each batch's outcome is in errs
 	var conflict error
 	for _, err := range errs {
 		switch {
