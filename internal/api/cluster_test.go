@@ -42,6 +42,20 @@ func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
 	return c, ca, srv
 }
 
+// tokenServer is tlsServer with a context that ends with the test (or
+// after 30s) and a join token.
+func tokenServer(t *testing.T) (context.Context, *pki.CA, *httptest.Server, model.CreatedJoinToken) {
+	t.Helper()
+	c, ca, srv := tlsServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, ca, srv, tok
+}
+
 // joinAs posts a join (or, with cert, a renew) and returns the status,
 // the answer and the key made for it.
 func joinAs(t *testing.T, srv *httptest.Server, ca *pki.CA, path, tok, node string, cert *tls.Certificate) (int, model.JoinResponse, string, []byte) {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -20,13 +19,7 @@ import (
 // the changes of its own instances only: puts, and deletes of instances
 // that were its; another node's and unplaced instances never show.
 func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
-	c, ca, srv := tlsServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tok, err := c.CreateToken(ctx, "1h", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, ca, srv, tok := tokenServer(t)
 	n1, n2 := agentStore(t, srv, ca, tok.Token, "n1"), agentStore(t, srv, ca, tok.Token, "n2")
 	admin := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})
 	defer admin.Close()
@@ -135,13 +128,7 @@ func agentStore(t *testing.T, srv *httptest.Server, ca *pki.CA, token, name stri
 // An agent resuming its watch from before what the fan-out holds is told
 // to list again (compacted), not served by a watch of the whole store.
 func TestNodeWatchTooOldIsCompacted(t *testing.T) {
-	c, ca, srv := tlsServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tok, err := c.CreateToken(ctx, "1h", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, ca, srv, tok := tokenServer(t)
 	n1 := agentStore(t, srv, ca, tok.Token, "n1")
 	rev, err := n1.Rev(ctx)
 	if err != nil {

@@ -26,13 +26,7 @@ var private = []string{"s3cr3t-env", "registry.example/private:1", "s3cr3t-cmd",
 // instance and node of the cluster (not only its own), with nothing
 // private; without credentials it is 401.
 func TestClusterViewForNodesIsRedacted(t *testing.T) {
-	c, ca, srv := tlsServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tok, err := c.CreateToken(ctx, "1h", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, ca, srv, tok := tokenServer(t)
 	code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", tok.Token, "n1", nil)
 	if code != http.StatusOK {
 		t.Fatalf("join: %d %s", code, body)
