@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -16,12 +15,7 @@ import (
 // Agents learn the heartbeat interval from the answers to their writes:
 // the base 2s in a small cluster, 3s once it has 3,000 nodes.
 func TestAgentsArePacedByClusterSize(t *testing.T) {
-	c, ca, srv := tlsServer(t)
-	ctx := context.Background()
-	tok, err := c.CreateToken(ctx, "1h", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, ca, srv, tok := tokenServer(t)
 	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1")})
 	defer n1.Close()
 	admin := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})

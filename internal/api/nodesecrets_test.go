@@ -85,12 +85,7 @@ func nodeTLS(t *testing.T, srv *httptest.Server, ca *pki.CA, token, node string)
 // A node reads the revisions of apps it runs an instance of, one key at
 // a time; other apps' revisions and listing /revisions/ are 403.
 func TestNodeReadsRevisionsOfItsAppsOnly(t *testing.T) {
-	c, ca, srv := tlsServer(t)
-	ctx := context.Background()
-	tok, err := c.CreateToken(ctx, "1h", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, ca, srv, tok := tokenServer(t)
 	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1")})
 	defer n1.Close()
 	n2 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n2")})

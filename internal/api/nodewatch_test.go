@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -112,15 +111,7 @@ func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
 // agentStore joins node name with token and returns its store client.
 func agentStore(t *testing.T, srv *httptest.Server, ca *pki.CA, token, name string) *remote.Store {
 	t.Helper()
-	code, jr, body, keyPEM := joinAs(t, srv, ca, "/v1/cluster/join", token, name, nil)
-	if code != http.StatusOK {
-		t.Fatalf("join %s: %d %s", name, code, body)
-	}
-	cert, err := tls.X509KeyPair([]byte(jr.CertPEM), keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := remote.New(remote.Options{Server: srv.URL, TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}})
+	st := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, token, name)})
 	t.Cleanup(func() { st.Close() })
 	return st
 }
