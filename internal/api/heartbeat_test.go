@@ -15,9 +15,12 @@ import (
 // Agents learn the heartbeat interval from the answers to their writes:
 // the base 2s in a small cluster, 3s once it has 3,000 nodes.
 func TestAgentsArePacedByClusterSize(t *testing.T) {
+	forEachTransport(t, testAgentsArePacedByClusterSize)
+}
+
+func testAgentsArePacedByClusterSize(t *testing.T, session bool) {
 	ctx, ca, srv, tok := tokenServer(t)
-	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1")})
-	defer n1.Close()
+	n1 := agentStore(t, srv, ca, tok.Token, "n1", session)
 	admin := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})
 	defer admin.Close()
 	beat := func() time.Duration {

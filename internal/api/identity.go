@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -42,24 +43,31 @@ func (s *Server) identify(r *http.Request) (Identity, error) {
 		return Identity{}, errors.New("missing or invalid token: pass --token, set BERTH_TOKEN, or use the CLI context the server wrote")
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		leaf := r.TLS.VerifiedChains[0][0]
-		node := leaf.Subject.CommonName
-		if time.Now().After(leaf.NotAfter) { // a connection outliving its certificate
-			return Identity{}, fmt.Errorf("the certificate of node %s expired at %s; the agent renews it before that, or join again", node, leaf.NotAfter.Format(time.RFC3339))
-		}
-		rec, err := s.opts.State.NodeCerts.Get(r.Context(), model.NodeCertKey(node))
-		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return Identity{}, fmt.Errorf("the certificate of node %s was revoked (node removed); join again with a new token", node)
-			}
-			return Identity{}, err
-		}
-		if rec.Value.Serial != leaf.SerialNumber.Text(16) && rec.Value.PublicKeySHA256 != spkiHash(leaf.RawSubjectPublicKeyInfo) {
-			return Identity{}, fmt.Errorf("this certificate of node %s was replaced by another; join again", node)
-		}
-		return Identity{Node: node}, nil
+		return s.identifyNode(r.Context(), r.TLS.VerifiedChains[0][0])
 	}
 	return Identity{}, errors.New("missing or invalid token: pass --token, set BERTH_TOKEN, or run on the host where the server wrote the CLI context")
+}
+
+// identifyNode authenticates an agent by the client certificate the TLS
+// layer verified: it must not have expired (a connection can outlive
+// it) and must still be the one recorded for its node (berth node rm
+// revokes it).
+func (s *Server) identifyNode(ctx context.Context, leaf *x509.Certificate) (Identity, error) {
+	node := leaf.Subject.CommonName
+	if time.Now().After(leaf.NotAfter) {
+		return Identity{}, fmt.Errorf("the certificate of node %s expired at %s; the agent renews it before that, or join again", node, leaf.NotAfter.Format(time.RFC3339))
+	}
+	rec, err := s.opts.State.NodeCerts.Get(ctx, model.NodeCertKey(node))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return Identity{}, fmt.Errorf("the certificate of node %s was revoked (node removed); join again with a new token", node)
+		}
+		return Identity{}, err
+	}
+	if rec.Value.Serial != leaf.SerialNumber.Text(16) && rec.Value.PublicKeySHA256 != spkiHash(leaf.RawSubjectPublicKeyInfo) {
+		return Identity{}, fmt.Errorf("this certificate of node %s was replaced by another; join again", node)
+	}
+	return Identity{Node: node}, nil
 }
 
 // auth admits only the admin.

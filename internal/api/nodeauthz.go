@@ -55,7 +55,9 @@ func (z nodeAuthz) canList(prefix string) string {
 
 // canReadRevision lets an agent read a revision (its spec: image, env,
 // command) only of an app that has an instance assigned to the node.
-// Keys outside /revisions/ pass.
+// Keys outside /revisions/ pass. The fan-out's index of who runs what
+// follows the store a moment behind, so a node may still read the spec
+// of an app moved off it a moment ago.
 func (z nodeAuthz) canReadRevision(ctx context.Context, key string) (string, error) {
 	rest, ok := strings.CutPrefix(key, model.PrefixRevisions)
 	if z.admin || !ok {

@@ -18,8 +18,12 @@ import (
 // the changes of its own instances only: puts, and deletes of instances
 // that were its; another node's and unplaced instances never show.
 func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
+	forEachTransport(t, testNodeWatchSeesOnlyItsInstances)
+}
+
+func testNodeWatchSeesOnlyItsInstances(t *testing.T, session bool) {
 	ctx, ca, srv, tok := tokenServer(t)
-	n1, n2 := agentStore(t, srv, ca, tok.Token, "n1"), agentStore(t, srv, ca, tok.Token, "n2")
+	n1, n2 := agentStore(t, srv, ca, tok.Token, "n1", session), agentStore(t, srv, ca, tok.Token, "n2", session)
 	admin := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})
 	defer admin.Close()
 	inst := func(id, node string) model.Instance {
@@ -108,19 +112,29 @@ func TestNodeWatchSeesOnlyItsInstances(t *testing.T) {
 	}
 }
 
-// agentStore joins node name with token and returns its store client.
-func agentStore(t *testing.T, srv *httptest.Server, ca *pki.CA, token, name string) *remote.Store {
+// agentStore joins node name with token and returns its store client,
+// which makes HTTP requests or (session) calls over an agent session.
+func agentStore(t *testing.T, srv *httptest.Server, ca *pki.CA, token, name string, session bool) *remote.Store {
 	t.Helper()
-	st := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, token, name)})
-	t.Cleanup(func() { st.Close() })
+	st := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, token, name), Session: session})
+	t.Cleanup(func() {
+		if session && !st.UsesSession() {
+			t.Errorf("%s's calls did not go over an agent session", name)
+		}
+		st.Close()
+	})
 	return st
 }
 
 // An agent resuming its watch from before what the fan-out holds is told
 // to list again (compacted), not served by a watch of the whole store.
 func TestNodeWatchTooOldIsCompacted(t *testing.T) {
+	forEachTransport(t, testNodeWatchTooOldIsCompacted)
+}
+
+func testNodeWatchTooOldIsCompacted(t *testing.T, session bool) {
 	ctx, ca, srv, tok := tokenServer(t)
-	n1 := agentStore(t, srv, ca, tok.Token, "n1")
+	n1 := agentStore(t, srv, ca, tok.Token, "n1", session)
 	rev, err := n1.Rev(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -132,4 +146,11 @@ func TestNodeWatchTooOldIsCompacted(t *testing.T) {
 	if _, err := n1.Watch(ctx, model.PrefixInstances, 1); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("watch after revision 1: %v, want ErrCompacted", err)
 	}
+}
+
+// forEachTransport runs test over both ways an agent reaches the server:
+// HTTP requests and an agent session.
+func forEachTransport(t *testing.T, test func(t *testing.T, session bool)) {
+	t.Run("http", func(t *testing.T) { test(t, false) })
+	t.Run("session", func(t *testing.T) { test(t, true) })
 }

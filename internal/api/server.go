@@ -64,6 +64,8 @@ type Server struct {
 	log   *slog.Logger
 	// nodeWatch fans the instance watch out to agents (storeapi.go).
 	nodeWatch nodeWatch
+	// sessions are the agents' sessions (session.go).
+	sessions sessionHub
 }
 
 // maxBodyBytes bounds request bodies (specs are small).
@@ -105,6 +107,7 @@ func (s *Server) routes() {
 	s.certRoutes()
 	s.clusterRoutes()
 	s.storeRoutes()
+	s.sessionRoutes()
 	s.nodeRoutes()
 	s.endpointRoutes()
 	s.viewRoutes()

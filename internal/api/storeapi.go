@@ -36,51 +36,69 @@ func forbidden(w http.ResponseWriter, msg string) {
 	writeError(w, http.StatusForbidden, model.APIError{Code: "forbidden", Message: msg})
 }
 
-func (s *Server) storeFail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, model.APIError{Code: remote.CodeNotFound, Message: err.Error()})
-	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusConflict, model.APIError{Code: remote.CodeConflict, Message: err.Error()})
-	case errors.Is(err, store.ErrCompacted):
-		writeError(w, http.StatusGone, model.APIError{Code: remote.CodeCompacted, Message: err.Error()})
-	default:
-		s.fail(w, err)
-	}
+// opError is a refusal of a store call, whichever transport carried it
+// (an HTTP request or an agent session's frame).
+type opError struct {
+	status int
+	e      model.APIError
 }
 
-func (s *Server) storeGet(w http.ResponseWriter, r *http.Request) {
-	key := r.URL.Query().Get("key")
-	z := s.authz(r)
+func (e *opError) Error() string { return e.e.Message }
+
+func refuse(status int, code, msg string) error {
+	return &opError{status: status, e: model.APIError{Code: code, Message: msg}}
+}
+
+func refuseForbidden(msg string) error { return refuse(http.StatusForbidden, "forbidden", msg) }
+
+// storeRefusal maps a store call's error to its status and API error;
+// ok is false for an error of no store meaning (the caller's to map).
+func storeRefusal(err error) (e *opError, ok bool) {
+	switch {
+	case errors.As(err, &e):
+		return e, true
+	case errors.Is(err, store.ErrNotFound):
+		return &opError{http.StatusNotFound, model.APIError{Code: remote.CodeNotFound, Message: err.Error()}}, true
+	case errors.Is(err, store.ErrConflict):
+		return &opError{http.StatusConflict, model.APIError{Code: remote.CodeConflict, Message: err.Error()}}, true
+	case errors.Is(err, store.ErrCompacted):
+		return &opError{http.StatusGone, model.APIError{Code: remote.CodeCompacted, Message: err.Error()}}, true
+	}
+	return nil, false
+}
+
+func (s *Server) storeFail(w http.ResponseWriter, err error) {
+	if e, ok := storeRefusal(err); ok {
+		writeError(w, e.status, e.e)
+		return
+	}
+	s.fail(w, err)
+}
+
+// getKV reads one key for z.
+func (s *Server) getKV(ctx context.Context, z nodeAuthz, key string) (remote.KV, error) {
 	if msg := z.canRead(key); msg != "" {
-		forbidden(w, msg)
-		return
+		return remote.KV{}, refuseForbidden(msg)
 	}
-	if msg, err := z.canReadRevision(r.Context(), key); err != nil {
-		s.storeFail(w, err)
-		return
+	if msg, err := z.canReadRevision(ctx, key); err != nil {
+		return remote.KV{}, err
 	} else if msg != "" {
-		forbidden(w, msg)
-		return
+		return remote.KV{}, refuseForbidden(msg)
 	}
-	kv, err := s.opts.Store.Get(r.Context(), key)
+	kv, err := s.opts.Store.Get(ctx, key)
 	if err != nil {
-		s.storeFail(w, err)
-		return
+		return remote.KV{}, err
 	}
 	if !z.visible(kv.Key, kv.Value) {
-		forbidden(w, z.node+" may not read "+key+": it is not assigned to this node")
-		return
+		return remote.KV{}, refuseForbidden(z.node + " may not read " + key + ": it is not assigned to this node")
 	}
-	writeJSON(w, http.StatusOK, remote.FromKV(kv))
+	return remote.FromKV(kv), nil
 }
 
-func (s *Server) storeList(w http.ResponseWriter, r *http.Request) {
-	prefix := r.URL.Query().Get("prefix")
-	z := s.authz(r)
+// listKVs lists a prefix for z, keeping what z may see.
+func (s *Server) listKVs(ctx context.Context, z nodeAuthz, prefix string) (remote.ListResponse, error) {
 	if msg := z.canList(prefix); msg != "" {
-		forbidden(w, msg)
-		return
+		return remote.ListResponse{}, refuseForbidden(msg)
 	}
 	var kvs []store.KV
 	var rev int64
@@ -88,19 +106,60 @@ func (s *Server) storeList(w http.ResponseWriter, r *http.Request) {
 	if !z.admin && prefix == model.PrefixInstances {
 		// An agent's (re-)listing of its instances: from the state view,
 		// without reading and decoding every instance of the cluster.
-		kvs, rev, err = s.opts.State.Instances.ListKV(r.Context(), func(in *model.Instance) bool { return in.Node == z.node })
+		kvs, rev, err = s.opts.State.Instances.ListKV(ctx, func(in *model.Instance) bool { return in.Node == z.node })
 	} else {
-		kvs, rev, err = s.opts.Store.List(r.Context(), prefix)
+		kvs, rev, err = s.opts.Store.List(ctx, prefix)
 	}
 	if err != nil {
-		s.storeFail(w, err)
-		return
+		return remote.ListResponse{}, err
 	}
 	out := remote.ListResponse{KVs: make([]remote.KV, 0, len(kvs)), Rev: rev}
 	for _, kv := range kvs {
 		if z.visible(kv.Key, kv.Value) {
 			out.KVs = append(out.KVs, remote.FromKV(kv))
 		}
+	}
+	return out, nil
+}
+
+// txnAs applies a Txn for z: an agent's is authorized and its heartbeat
+// stamped first (nodeAuthz.checkTxn).
+func (s *Server) txnAs(ctx context.Context, z nodeAuthz, wt remote.Txn) (int64, error) {
+	t, ok := wt.ToTxn()
+	if !ok {
+		return 0, &opError{http.StatusBadRequest, model.APIError{Code: "invalid", Message: "ops: op type must be put or delete",
+			Fields: []model.FieldError{{Field: "ops", Message: "op type must be put or delete"}}}}
+	}
+	if !z.admin {
+		var code int
+		var msg string
+		if t, code, msg = z.checkTxn(ctx, t); msg != "" {
+			return 0, refuse(code, map[int]string{http.StatusConflict: remote.CodeConflict, http.StatusForbidden: "forbidden"}[code], msg)
+		}
+	}
+	return s.opts.Store.Txn(ctx, t)
+}
+
+// heartbeatInterval is how often agents are asked to beat: slower in
+// bigger clusters.
+func (s *Server) heartbeatInterval() string {
+	return model.HeartbeatInterval(s.opts.State.Nodes.Len()).String()
+}
+
+func (s *Server) storeGet(w http.ResponseWriter, r *http.Request) {
+	kv, err := s.getKV(r.Context(), s.authz(r), r.URL.Query().Get("key"))
+	if err != nil {
+		s.storeFail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, kv)
+}
+
+func (s *Server) storeList(w http.ResponseWriter, r *http.Request) {
+	out, err := s.listKVs(r.Context(), s.authz(r), r.URL.Query().Get("prefix"))
+	if err != nil {
+		s.storeFail(w, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -120,23 +179,12 @@ func (s *Server) storeTxn(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "body", "must be a store transaction: "+err.Error())
 		return
 	}
-	t, ok := wt.ToTxn()
-	if !ok {
-		badRequest(w, "ops", "op type must be put or delete")
-		return
-	}
 	z := s.authz(r)
 	if !z.admin {
 		// Agents pace their heartbeats by the cluster's size.
-		w.Header().Set(model.HeaderHeartbeatInterval, model.HeartbeatInterval(s.opts.State.Nodes.Len()).String())
-		var code int
-		var msg string
-		if t, code, msg = z.checkTxn(r.Context(), t); msg != "" {
-			writeError(w, code, model.APIError{Code: map[int]string{http.StatusConflict: remote.CodeConflict}[code], Message: msg})
-			return
-		}
+		w.Header().Set(model.HeaderHeartbeatInterval, s.heartbeatInterval())
 	}
-	rev, err := s.opts.Store.Txn(r.Context(), t)
+	rev, err := s.txnAs(r.Context(), z, wt)
 	if err != nil {
 		s.storeFail(w, err)
 		return

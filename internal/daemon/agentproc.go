@@ -122,7 +122,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	if len(o.MockImages) > 0 {
 		drivers["mock"] = mock.New(mock.Options{Node: o.NodeName, Images: o.MockImages})
 	}
-	st := remote.New(remote.Options{Server: o.Server, TLS: id.tlsConfig(), Log: o.Log})
+	st := remote.New(remote.Options{Server: o.Server, TLS: id.tlsConfig(), Log: o.Log, Session: true})
 	defer st.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -3,6 +3,8 @@ package daemon
 import (
 	"net/http"
 	"time"
+
+	"github.com/berth-dev/berth/internal/api"
 )
 
 // Settings of the API's HTTP server, sized for thousands of agents that
@@ -29,9 +31,14 @@ const (
 )
 
 // newAPIServer is the http.Server of the API (berth server and berth up)
-// around h; callers add TLS and a base context.
+// around h; callers add TLS and a base context. Its Shutdown also ends
+// the agents' sessions, which it does not otherwise know of.
 func newAPIServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: apiIdleTimeout,
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: apiIdleTimeout,
 		HTTP2: &http.HTTP2Config{MaxEncoderHeaderTableSize: apiHeaderTableSize,
 			SendPingTimeout: apiPingAfter, PingTimeout: apiPingTimeout}}
+	if a, ok := h.(*api.Server); ok {
+		srv.RegisterOnShutdown(a.CloseSessions)
+	}
+	return srv
 }

@@ -265,7 +265,7 @@ func agentStore(t *testing.T, c *cluster, h *agentHost) *remote.Store {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	s := remote.New(remote.Options{Server: c.url, TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}})
+	s := remote.New(remote.Options{Server: c.url, TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}, Session: true})
 	t.Cleanup(func() { s.Close() })
 	return s
 }

@@ -92,9 +92,9 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	nodes := make(map[string]model.Node, len(nodeList))
+	nodes := make(map[string]*model.Node, len(nodeList))
 	for _, n := range nodeList {
-		nodes[n.Name] = *n
+		nodes[n.Name] = n // shared: read only
 	}
 	rollouts, requests, err := c.rolloutObjects(ctx)
 	if err != nil {
@@ -129,7 +129,7 @@ const appWorkers = 8
 
 // reconcileAll reconciles every app, appWorkers at a time. again is true
 // when a write lost a race; err is the first other failure.
-func reconcileAll(ctx context.Context, states []*appState, nodes map[string]model.Node) (again bool, err error) {
+func reconcileAll(ctx context.Context, states []*appState, nodes map[string]*model.Node) (again bool, err error) {
 	var mu sync.Mutex
 	var g errgroup.Group
 	g.SetLimit(appWorkers)
@@ -172,7 +172,7 @@ func (a *appState) find(id string) *store.Object[model.Instance] {
 	return nil
 }
 
-func (a *appState) reconcile(ctx context.Context, nodes map[string]model.Node) error {
+func (a *appState) reconcile(ctx context.Context, nodes map[string]*model.Node) error {
 	refs := make([]*model.Instance, len(a.insts))
 	for i, o := range a.insts {
 		refs[i] = &o.Value

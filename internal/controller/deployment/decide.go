@@ -71,7 +71,7 @@ type JobEvent struct {
 // Decide is Plan without a stored rollout, request or clock: the
 // instance changes only (rollout fields cleared). Tests of the app types
 // use it.
-func Decide(app *model.App, insts []model.Instance, nodes map[string]model.Node) Decision {
+func Decide(app *model.App, insts []model.Instance, nodes map[string]*model.Node) Decision {
 	d := Plan(Input{App: app, Instances: Refs(insts), Nodes: nodes})
 	d.Rollout, d.Events, d.Revert, d.RequestDone = nil, nil, nil, false
 	return d
@@ -115,7 +115,7 @@ func Plan(in Input) Decision {
 // partition sorts instances into active ones of the current revision
 // (cur), active older ones (old) and batch outcome records; it decides
 // the deletes and the lost.
-func partition(app *model.App, insts []*model.Instance, nodes map[string]model.Node) (d Decision, cur, old, records []*model.Instance) {
+func partition(app *model.App, insts []*model.Instance, nodes map[string]*model.Node) (d Decision, cur, old, records []*model.Instance) {
 	for _, in := range insts {
 		gone := in.Node != "" && nodeGone(nodes, in.Node)
 		if !in.Active() {
@@ -141,7 +141,7 @@ func partition(app *model.App, insts []*model.Instance, nodes map[string]model.N
 	return d, cur, old, records
 }
 
-func nodeGone(nodes map[string]model.Node, name string) bool {
+func nodeGone(nodes map[string]*model.Node, name string) bool {
 	n, ok := nodes[name]
 	return !ok || n.Status == model.NodeDown
 }

@@ -44,14 +44,14 @@ func inst(id string, rev int64, state string, age int) model.Instance {
 	return in
 }
 
-var readyNodes = map[string]model.Node{"n1": {Name: "n1", Status: model.NodeReady}}
+var readyNodes = map[string]*model.Node{"n1": {Name: "n1", Status: model.NodeReady}}
 
 func TestDecide(t *testing.T) {
 	cases := []struct {
 		name  string
 		app   *model.App
 		insts []model.Instance
-		nodes map[string]model.Node
+		nodes map[string]*model.Node
 		want  Decision
 	}{
 		{name: "new app creates all", app: app(1, 3, true),
@@ -94,7 +94,7 @@ func TestDecide(t *testing.T) {
 			insts: []model.Instance{inst("a", 1, "ready", 1)},
 			want:  Decision{Stop: []Stop{{"a", "replaced by revision 2"}}}},
 		{name: "instances on a down node are lost and replaced", app: app(1, 2, false),
-			nodes: map[string]model.Node{"n1": {Name: "n1", Status: model.NodeDown}},
+			nodes: map[string]*model.Node{"n1": {Name: "n1", Status: model.NodeDown}},
 			insts: []model.Instance{inst("a", 1, "running", 1)},
 			want:  Decision{Lost: []string{"a"}, Create: 2}},
 		{name: "deleting stops everything", app: func() *model.App { a := app(1, 2, false); a.Deleting = true; return a }(),

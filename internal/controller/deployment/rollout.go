@@ -14,7 +14,7 @@ type Input struct {
 	// Instances are read only: the controller passes the state view's
 	// shared objects.
 	Instances []*model.Instance
-	Nodes     map[string]model.Node
+	Nodes     map[string]*model.Node
 	// Rollout is the stored rollout of the app; nil when it never rolled
 	// out.
 	Rollout *model.Rollout

@@ -19,7 +19,7 @@ import (
 // a time: stop the old one, then create the new one on that node once the
 // old is no longer active (its host ports are usually fixed), and go on
 // once every new instance is ready.
-func decideSystem(d Decision, app *model.App, cur, old []*model.Instance, nodes map[string]model.Node) Decision {
+func decideSystem(d Decision, app *model.App, cur, old []*model.Instance, nodes map[string]*model.Node) Decision {
 	ask := scheduler.AskFor(&app.Spec, &model.Instance{Namespace: app.Namespace, App: app.Name, Resources: app.Spec.Resources})
 	curOn, oldOn := byNode(cur), byNode(old)
 	names := make([]string, 0, len(nodes))
@@ -30,7 +30,7 @@ func decideSystem(d Decision, app *model.App, cur, old []*model.Instance, nodes 
 	keep := map[string]string{} // node → why it cannot keep an instance ("" = it can)
 	for _, name := range names {
 		n := nodes[name]
-		keep[name] = scheduler.MatchesNode(&n, &ask)
+		keep[name] = scheduler.MatchesNode(n, &ask)
 	}
 	stop := func(ins []*model.Instance, reason string) {
 		for _, in := range ins {

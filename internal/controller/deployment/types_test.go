@@ -25,10 +25,10 @@ func sysNode(name string, mut ...func(*model.Node)) model.Node {
 	return n
 }
 
-func nodeSet(ns ...model.Node) map[string]model.Node {
-	out := map[string]model.Node{}
+func nodeSet(ns ...model.Node) map[string]*model.Node {
+	out := map[string]*model.Node{}
 	for _, n := range ns {
-		out[n.Name] = n
+		out[n.Name] = &n
 	}
 	return out
 }
@@ -54,7 +54,7 @@ func TestDecideSystem(t *testing.T) {
 		name  string
 		app   *model.App
 		insts []model.Instance
-		nodes map[string]model.Node
+		nodes map[string]*model.Node
 		want  Decision
 	}{
 		{name: "one per ready node", app: systemApp(1),

@@ -84,7 +84,10 @@ type Sub struct {
 	limit  int
 	q      []store.Event // guarded by h.mu
 	notify chan struct{} // 1 slot: events queued; closed when dropped
-	gone   bool
+	// onReady, when set, is called (under the hub's lock: it must not
+	// block) whenever notify is signalled or closed.
+	onReady func()
+	gone    bool
 }
 
 // New makes a hub; Run feeds it.
@@ -190,9 +193,17 @@ func (h *Hub) sendLocked(s *Sub, ev store.Event) {
 		return
 	}
 	s.q = append(s.q, ev)
+	s.signalLocked()
+}
+
+// signalLocked tells the subscriber events are waiting.
+func (s *Sub) signalLocked() {
 	select {
 	case s.notify <- struct{}{}:
 	default: // already signalled
+	}
+	if s.onReady != nil {
+		s.onReady()
 	}
 }
 
@@ -213,6 +224,9 @@ func (h *Hub) dropLocked(s *Sub) {
 		h.subs[s.owner] = subs
 	}
 	close(s.notify)
+	if s.onReady != nil {
+		s.onReady()
+	}
 }
 
 func (h *Hub) stop() {
@@ -231,6 +245,15 @@ func (h *Hub) stop() {
 // is then dropped: see Ready and Take). ErrTooOld means the history no
 // longer holds every event of owner after after.
 func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, error) {
+	return h.SubscribeFunc(ctx, owner, after, nil)
+}
+
+// SubscribeFunc is Subscribe with onReady called, under the hub's lock,
+// each time Ready would receive or close: a caller serving many
+// subscribers can then wake one writer for any of them instead of
+// parking a goroutine on each Ready. onReady must not block or call the
+// hub.
+func (h *Hub) SubscribeFunc(ctx context.Context, owner string, after int64, onReady func()) (*Sub, error) {
 	select {
 	case <-h.ready:
 	case <-ctx.Done():
@@ -253,9 +276,9 @@ func (h *Hub) Subscribe(ctx context.Context, owner string, after int64) (*Sub, e
 		}
 	}
 	s := &Sub{h: h, owner: owner, after: after, limit: len(replay) + h.o.Buffer, q: replay,
-		notify: make(chan struct{}, 1)}
+		notify: make(chan struct{}, 1), onReady: onReady}
 	if len(replay) > 0 {
-		s.notify <- struct{}{}
+		s.signalLocked()
 	}
 	h.subs[owner] = append(h.subs[owner], s)
 	context.AfterFunc(ctx, func() {

@@ -11,7 +11,7 @@
 package remote
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,7 +46,12 @@ type Options struct {
 	StallTimeout time.Duration
 	// MaxBackoff caps the wait between watch reconnects (default 5s).
 	MaxBackoff time.Duration
-	Log        *slog.Logger
+	// Session makes every call and watch of an agent go over one
+	// long-lived connection (SessionPath) instead of HTTP requests: far
+	// less work and memory on a server with thousands of agents. With a
+	// server that has no sessions, HTTP requests are made.
+	Session bool
+	Log     *slog.Logger
 }
 
 // Store is a store.Store over HTTP.
@@ -62,6 +66,10 @@ type Store struct {
 	// heartbeat is the interval the server last asked agents to beat at
 	// (model.HeaderHeartbeatInterval), 0 until it did.
 	heartbeat atomic.Int64
+
+	smu       sync.Mutex // held while a session is opened
+	sess      *session   // guarded by smu
+	noSession bool       // the server has none: HTTP; guarded by smu
 }
 
 var _ store.Store = (*Store)(nil)
@@ -95,6 +103,12 @@ func New(o Options) *Store {
 // client certificate was renewed (a TLS connection keeps the certificate
 // it was opened with). Streams already open continue on their own.
 func (s *Store) Reconnect() {
+	s.smu.Lock()
+	if s.sess != nil {
+		s.sess.retire()
+		s.sess = nil
+	}
+	s.smu.Unlock()
 	tr := &http.Transport{TLSClientConfig: s.o.TLS, DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 60 * time.Second, ForceAttemptHTTP2: true}
 	s.mu.Lock()
@@ -163,30 +177,36 @@ func (s *Store) request(ctx context.Context, streaming bool, method, path string
 		}
 		return nil, fmt.Errorf("cannot reach the berth server at %s: %w", s.o.Server, err)
 	}
-	if v := resp.Header.Get(model.HeaderHeartbeatInterval); v != "" {
-		if d, err := time.ParseDuration(v); err == nil && d > 0 {
-			s.heartbeat.Store(int64(d))
-		}
-	}
+	setHeartbeat(&s.heartbeat, resp.Header.Get(model.HeaderHeartbeatInterval))
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	var e model.APIError
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return nil, responseError(resp.StatusCode, b)
+}
+
+// responseError is the error of a non-2xx answer with body b.
+func responseError(status int, b []byte) error {
+	var e model.APIError
 	_ = json.Unmarshal(b, &e)
-	switch e.Code {
-	case CodeNotFound:
-		return nil, store.ErrNotFound
-	case CodeConflict:
-		return nil, store.ErrConflict
-	case CodeCompacted:
-		return nil, store.ErrCompacted
-	}
 	if e.Message == "" {
 		e.Message = strings.TrimSpace(string(b))
 	}
-	return nil, &Error{Status: resp.StatusCode, APIError: e}
+	return apiError(status, e)
+}
+
+// apiError maps the server's refusal to a store error or an *Error.
+func apiError(status int, e model.APIError) error {
+	switch e.Code {
+	case CodeNotFound:
+		return store.ErrNotFound
+	case CodeConflict:
+		return store.ErrConflict
+	case CodeCompacted:
+		return store.ErrCompacted
+	}
+	return &Error{Status: status, APIError: e}
 }
 
 func (s *Store) call(ctx context.Context, method, path string, q url.Values, body, out any) error {
@@ -198,8 +218,69 @@ func (s *Store) call(ctx context.Context, method, path string, q url.Values, bod
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
+// session returns the open agent session, opening one if needed; nil
+// (and no error) when the Store makes HTTP requests instead.
+func (s *Store) session(ctx context.Context) (*session, error) {
+	if !s.o.Session {
+		return nil, nil
+	}
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil, store.ErrClosed
+	}
+	if s.noSession {
+		return nil, nil
+	}
+	if s.sess != nil && !s.sess.ended() {
+		return s.sess, nil
+	}
+	ss, err := dialSession(ctx, s.o, &s.heartbeat)
+	if errors.Is(err, errNoSessions) {
+		s.o.Log.Info("the server has no agent sessions; using HTTP requests", "server", s.o.Server)
+		s.noSession = true
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.sess = ss
+	return ss, nil
+}
+
+// UsesSession reports whether the Store's calls go over an agent session
+// that is open now.
+func (s *Store) UsesSession() bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return s.sess != nil && !s.sess.ended()
+}
+
+// viaSession makes request f over the agent session; ok is false when
+// the Store makes HTTP requests instead.
+func (s *Store) viaSession(ctx context.Context, f Frame) (a Frame, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	defer cancel()
+	for {
+		ss, err := s.session(ctx)
+		if ss == nil || err != nil {
+			return a, err != nil, err
+		}
+		a, err = ss.call(ctx, f, nil)
+		if !errors.Is(err, errSessionGone) {
+			return a, true, err
+		}
+	}
+}
+
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
+	if a, ok, err := s.viaSession(ctx, Frame{Op: "get", Key: key}); ok {
+		if err != nil || a.KV == nil {
+			return store.KV{}, cmp.Or(err, errMissing("kv"))
+		}
+		return a.KV.ToKV(), nil
+	}
 	var kv KV
 	err := s.call(ctx, http.MethodGet, "/v1/store/kv", url.Values{"key": {key}}, nil, &kv)
 	return kv.ToKV(), err
@@ -208,7 +289,12 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
 	var lr ListResponse
-	if err := s.call(ctx, http.MethodGet, "/v1/store/list", url.Values{"prefix": {prefix}}, nil, &lr); err != nil {
+	if a, ok, err := s.viaSession(ctx, Frame{Op: "list", Prefix: prefix}); ok {
+		if err != nil || a.List == nil {
+			return nil, 0, cmp.Or(err, errMissing("list"))
+		}
+		lr = *a.List
+	} else if err := s.call(ctx, http.MethodGet, "/v1/store/list", url.Values{"prefix": {prefix}}, nil, &lr); err != nil {
 		return nil, 0, err
 	}
 	out := make([]store.KV, len(lr.KVs))
@@ -220,178 +306,38 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, err
 
 // Txn implements store.Store.
 func (s *Store) Txn(ctx context.Context, t store.Txn) (int64, error) {
+	wt := FromTxn(t)
+	if a, ok, err := s.viaSession(ctx, Frame{Op: "txn", Txn: &wt}); ok {
+		return a.Rev, err
+	}
 	var rr RevResponse
-	err := s.call(ctx, http.MethodPost, "/v1/store/txn", nil, FromTxn(t), &rr)
+	err := s.call(ctx, http.MethodPost, "/v1/store/txn", nil, wt, &rr)
 	return rr.Rev, err
 }
 
 // Rev implements store.Store.
 func (s *Store) Rev(ctx context.Context) (int64, error) {
+	if a, ok, err := s.viaSession(ctx, Frame{Op: "rev"}); ok {
+		return a.Rev, err
+	}
 	var rr RevResponse
 	err := s.call(ctx, http.MethodGet, "/v1/store/rev", nil, nil, &rr)
 	return rr.Rev, err
 }
 
+// errMissing: a session answer without the field it must carry.
+func errMissing(field string) error {
+	return fmt.Errorf("agent session: the server's answer has no %s", field)
+}
+
 // Close ends every watch; later calls fail with store.ErrClosed.
 func (s *Store) Close() error {
 	s.cancel()
+	s.smu.Lock()
+	if s.sess != nil {
+		s.sess.fail(store.ErrClosed)
+	}
+	s.smu.Unlock()
 	s.wg.Wait()
 	return nil
-}
-
-// Watch implements store.Store. The first connection is made before it
-// returns, so a compacted afterRev fails here.
-func (s *Store) Watch(ctx context.Context, prefix string, afterRev int64) (<-chan store.Event, error) {
-	body, cancel, err := s.openWatch(ctx, prefix, afterRev)
-	if err != nil {
-		return nil, err
-	}
-	ch := make(chan store.Event, 1024)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(ch)
-		s.watchLoop(ctx, prefix, afterRev, body, cancel, ch)
-	}()
-	return ch, nil
-}
-
-// openWatch starts one stream and reads its first (progress) line.
-func (s *Store) openWatch(ctx context.Context, prefix string, after int64) (*bufio.Reader, context.CancelFunc, error) {
-	sctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.ctx, cancel)
-	q := url.Values{"prefix": {prefix}, "after": {strconv.FormatInt(after, 10)}}
-	timer := time.AfterFunc(s.o.RequestTimeout, cancel)
-	resp, err := s.request(sctx, true, http.MethodGet, "/v1/store/watch", q, nil)
-	if err != nil {
-		timer.Stop()
-		stop()
-		cancel()
-		if s.ctx.Err() != nil {
-			return nil, nil, store.ErrClosed
-		}
-		return nil, nil, err
-	}
-	context.AfterFunc(sctx, func() { resp.Body.Close() })
-	rd := bufio.NewReaderSize(resp.Body, 64<<10)
-	_, err = rd.ReadBytes('\n')
-	timer.Stop()
-	if err != nil {
-		cancel()
-		return nil, nil, fmt.Errorf("watch %s: %w", prefix, err)
-	}
-	return rd, func() { stop(); cancel() }, nil
-}
-
-func (s *Store) watchLoop(ctx context.Context, prefix string, after int64, rd *bufio.Reader, cancel context.CancelFunc,
-	ch chan<- store.Event) {
-	backoff := 100 * time.Millisecond
-	pos := &streamPos{done: after}
-	for {
-		ok := s.readStream(ctx, rd, cancel, pos, ch)
-		cancel()
-		if !ok || ctx.Err() != nil || s.ctx.Err() != nil {
-			return
-		}
-		for {
-			var err error
-			rd, cancel, err = s.openWatch(ctx, prefix, pos.done)
-			if err == nil {
-				backoff = 100 * time.Millisecond
-				break
-			}
-			if errors.Is(err, store.ErrCompacted) || errors.Is(err, store.ErrClosed) || ctx.Err() != nil {
-				return
-			}
-			s.o.Log.Warn("store watch: server unreachable, retrying", "prefix", prefix, "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, s.o.MaxBackoff)
-		}
-	}
-}
-
-// streamPos is how far a watch got, kept across its streams. A stream may
-// break between two events of one revision (a Txn of many keys), so it
-// resumes after the last revision known complete (done) and skips the
-// events of the partly forwarded one (cur) that were forwarded already.
-type streamPos struct {
-	done int64           // every event up to done was forwarded
-	cur  int64           // revision being forwarded (> done), or 0
-	keys map[string]bool // keys of cur forwarded
-}
-
-// complete records that every event up to rev was forwarded.
-func (p *streamPos) complete(rev int64) {
-	if p.cur != 0 && p.cur <= rev {
-		p.cur, p.keys = 0, nil
-	}
-	p.done = max(p.done, rev)
-}
-
-// seen reports whether ev was forwarded already (a replay of the partly
-// forwarded revision) and otherwise records it as forwarded.
-func (p *streamPos) seen(ev store.Event) bool {
-	rev := ev.KV.ModRev
-	switch {
-	case rev <= p.done:
-		return true
-	case rev == p.cur:
-		if p.keys[ev.KV.Key] {
-			return true
-		}
-	default: // a later revision: the one before is complete
-		p.complete(p.cur)
-		p.cur, p.keys = rev, map[string]bool{}
-	}
-	p.keys[ev.KV.Key] = true
-	return false
-}
-
-// readStream forwards events until the stream breaks or stalls,
-// advancing pos. It returns false if the watch must end.
-func (s *Store) readStream(ctx context.Context, rd *bufio.Reader, cancel context.CancelFunc, pos *streamPos, ch chan<- store.Event) bool {
-	stall := time.AfterFunc(s.o.StallTimeout, cancel)
-	defer stall.Stop()
-	for {
-		b, err := rd.ReadBytes('\n')
-		if err != nil {
-			return true
-		}
-		stall.Reset(s.o.StallTimeout)
-		var l WatchLine
-		if json.Unmarshal(b, &l) != nil {
-			continue
-		}
-		switch l.Type {
-		case "progress":
-			// The server may send one while a revision's events are still
-			// on their way (it had forwarded some of them): only the
-			// revisions before the progress one are surely complete.
-			pos.complete(l.Rev - 1)
-			continue
-		case "put", "delete":
-		default:
-			continue
-		}
-		ev := store.Event{Type: store.EventPut, KV: l.KV.ToKV()}
-		if l.Type == "delete" {
-			ev.Type = store.EventDelete
-		}
-		if pos.seen(ev) {
-			continue
-		}
-		select {
-		case ch <- ev:
-		case <-ctx.Done():
-			return false
-		case <-s.ctx.Done():
-			return false
-		}
-	}
 }

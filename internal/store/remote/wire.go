@@ -1,6 +1,9 @@
 package remote
 
-import "github.com/berth-dev/berth/internal/store"
+import (
+	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/store"
+)
 
 // Wire types of the /v1/store endpoints (JSON, lowerCamelCase; values
 // are base64 as []byte is in encoding/json).
@@ -107,4 +110,43 @@ func (w Txn) ToTxn() (store.Txn, bool) {
 		}
 	}
 	return t, true
+}
+
+// Agent sessions (session.go): after an HTTP/1.1 upgrade of
+// GET /v1/agent/session to SessionProtocol, both ends write Frames, one
+// JSON object a line.
+const (
+	SessionPath     = "/v1/agent/session"
+	SessionProtocol = "berth-session/1"
+	// MaxSessionFrame bounds one frame (a listing of a node's instances
+	// is the largest).
+	MaxSessionFrame = 64 << 20
+)
+
+// Frame is one line of an agent session, either way. A request (Op set)
+// is answered by one frame with its ID and Status; a watch's answer is
+// followed by frames carrying its Lines, the last with End.
+type Frame struct {
+	ID uint64 `json:"id"`
+	// Op is the request: get (Key), list (Prefix), rev, txn (Txn), watch
+	// (Prefix, After) or cancel (ends watch ID; not answered).
+	Op     string `json:"op,omitempty"`
+	Key    string `json:"key,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+	After  int64  `json:"after,omitempty"`
+	Txn    *Txn   `json:"txn,omitempty"`
+	// Status is the answer's HTTP status code; Error is set unless 2xx.
+	Status int             `json:"status,omitempty"`
+	Error  *model.APIError `json:"error,omitempty"`
+	KV     *KV             `json:"kv,omitempty"`
+	List   *ListResponse   `json:"list,omitempty"`
+	Rev    int64           `json:"rev,omitempty"`
+	// Heartbeat is the interval the server asks the agent to beat at
+	// (on txn answers), as model.HeaderHeartbeatInterval.
+	Heartbeat string `json:"heartbeat,omitempty"`
+	// Lines are a watch's events and progress lines, as on the HTTP
+	// stream; End says the watch ended (resume it after the last
+	// complete revision).
+	Lines []WatchLine `json:"lines,omitempty"`
+	End   bool        `json:"end,omitempty"`
 }
