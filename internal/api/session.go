@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,7 +83,6 @@ func (s *Server) agentSession(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	as := &agentSession{s: s, z: z, leaf: r.TLS.VerifiedChains[0][0], conn: conn, br: br, ctx: ctx, cancel: cancel,
 		watches: map[uint64]*sessionWatch{}}
-	context.AfterFunc(ctx, func() { conn.Close() })
 	_ = conn.SetDeadline(time.Time{})
 	hello := "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + remote.SessionProtocol + "\r\n" +
 		model.HeaderHeartbeatInterval + ": " + s.heartbeatInterval() + "\r\n\r\n"
@@ -125,14 +126,21 @@ type sessionWatch struct {
 	sub    *fanout.Sub
 	evs    []store.Event // guarded by agentSession.mu
 	ended  bool          // the store watch ended; guarded by agentSession.mu
-	cancel context.CancelFunc
+	cancel func()        // ends the subscription or store watch
 	// last is the revision of the newest line written (flushes only).
 	last     int64
 	progress atomic.Bool // a progress line is due
 }
 
-func (as *agentSession) close() {
+// end ends the session: its calls' context, its watches and its
+// connection (the reader then returns and close runs).
+func (as *agentSession) end() {
 	as.cancel()
+	as.conn.Close()
+}
+
+func (as *agentSession) close() {
+	as.end()
 	as.s.sessions.remove(as)
 }
 
@@ -162,7 +170,7 @@ func (as *agentSession) handle(f remote.Frame) {
 	// the session opened.
 	if _, err := as.s.identifyNode(as.ctx, as.leaf); err != nil {
 		as.reply(f.ID, nil, refuse(http.StatusUnauthorized, "unauthorized", err.Error()))
-		as.cancel()
+		as.end()
 		return
 	}
 	switch f.Op {
@@ -227,7 +235,7 @@ func (as *agentSession) write(frames ...remote.Frame) {
 	for _, f := range frames {
 		if err := enc.Encode(f); err != nil {
 			as.s.log.Error("agent session: encode", "node", as.z.node, "err", err)
-			as.cancel()
+			as.end()
 			return
 		}
 	}
@@ -240,7 +248,7 @@ func (as *agentSession) writeRaw(b []byte) error {
 	_ = as.conn.SetWriteDeadline(time.Now().Add(sessionWriteTimeout))
 	_, err := as.conn.Write(b)
 	if err != nil {
-		as.cancel()
+		as.end()
 	}
 	return err
 }
@@ -256,27 +264,27 @@ func (as *agentSession) watch(f remote.Frame) {
 		as.reply(f.ID, nil, refuseForbidden(msg))
 		return
 	}
-	wctx, cancel := context.WithCancel(as.ctx)
-	w := &sessionWatch{id: f.ID, cancel: cancel, last: f.After}
+	w := &sessionWatch{id: f.ID, last: f.After}
 	if f.Prefix == model.PrefixInstances {
-		sub, err := as.s.nodeWatch.start(as.s).SubscribeFunc(wctx, as.z.node, f.After, as.kick)
+		sub, err := as.s.nodeWatch.start(as.s).SubscribeFunc(as.ctx, as.z.node, f.After, as.kick)
 		if errors.Is(err, fanout.ErrTooOld) {
 			// As storeWatch: the agent lists again from the state view.
 			err = fmt.Errorf("%w: %w", store.ErrCompacted, err)
 		}
 		if err != nil {
-			cancel()
 			as.reply(f.ID, nil, err)
 			return
 		}
-		w.sub = sub
+		w.sub, w.cancel = sub, sub.Close
 	} else {
+		wctx, cancel := context.WithCancel(as.ctx)
 		ch, err := as.s.opts.Store.Watch(wctx, f.Prefix, f.After)
 		if err != nil {
 			cancel()
 			as.reply(f.ID, nil, err)
 			return
 		}
+		w.cancel = cancel
 		go as.forward(w, ch)
 	}
 	// Answered before it is registered, so no event of it precedes the
@@ -327,10 +335,7 @@ func (as *agentSession) flush() {
 	defer as.fmu.Unlock()
 	as.queued.Store(false)
 	as.mu.Lock()
-	ws := make([]*sessionWatch, 0, len(as.watches))
-	for _, w := range as.watches {
-		ws = append(ws, w)
-	}
+	ws := slices.Collect(maps.Values(as.watches))
 	as.mu.Unlock()
 	var frames []remote.Frame
 	for _, w := range ws {
@@ -409,7 +414,7 @@ func (h *sessionHub) add(as *agentSession) {
 
 func (h *sessionHub) closeAll() {
 	for _, as := range h.list() {
-		as.cancel()
+		as.end()
 	}
 }
 
@@ -417,11 +422,7 @@ func (h *sessionHub) closeAll() {
 func (h *sessionHub) list() []*agentSession {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	all := make([]*agentSession, 0, len(h.all))
-	for as := range h.all {
-		all = append(all, as)
-	}
-	return all
+	return slices.Collect(maps.Keys(h.all))
 }
 
 func (h *sessionHub) remove(as *agentSession) {

@@ -87,6 +87,7 @@ type Sub struct {
 	// onReady, when set, is called (under the hub's lock: it must not
 	// block) whenever notify is signalled or closed.
 	onReady func()
+	stop    func() bool // stops the drop at the end of Subscribe's ctx
 	gone    bool
 }
 
@@ -281,12 +282,20 @@ func (h *Hub) SubscribeFunc(ctx context.Context, owner string, after int64, onRe
 		s.signalLocked()
 	}
 	h.subs[owner] = append(h.subs[owner], s)
-	context.AfterFunc(ctx, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.dropLocked(s)
-	})
+	s.stop = context.AfterFunc(ctx, s.drop)
 	return s, nil
+}
+
+// Close ends the subscription before its ctx does.
+func (s *Sub) Close() {
+	s.stop()
+	s.drop()
+}
+
+func (s *Sub) drop() {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.h.dropLocked(s)
 }
 
 // Ready receives when events may be waiting for Take, and is closed

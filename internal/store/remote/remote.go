@@ -109,7 +109,8 @@ func (s *Store) Reconnect() {
 		s.sess = nil
 	}
 	s.smu.Unlock()
-	tr := &http.Transport{TLSClientConfig: s.o.TLS, DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}).DialContext,
+	// The transport sets up its own copy of the TLS configuration.
+	tr := &http.Transport{TLSClientConfig: s.o.TLS.Clone(), DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 60 * time.Second, ForceAttemptHTTP2: true}
 	s.mu.Lock()
 	old := s.http

@@ -57,12 +57,20 @@ func dialSession(ctx context.Context, o Options, heartbeat *atomic.Int64) (*sess
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "443")
 	}
-	cfg := o.TLS.Clone()
-	cfg.NextProtos = []string{"http/1.1"}
 	ctx, cancel := context.WithTimeout(ctx, o.RequestTimeout)
 	defer cancel()
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}, Config: cfg}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	nd := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}
+	var conn net.Conn
+	if u.Scheme == "https" {
+		cfg := o.TLS.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		cfg.NextProtos = []string{"http/1.1"} // an upgrade is HTTP/1.1 only
+		conn, err = (&tls.Dialer{NetDialer: nd, Config: cfg}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = nd.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the berth server at %s: %w", o.Server, err)
 	}
