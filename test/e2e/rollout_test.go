@@ -20,7 +20,7 @@ image: berth-test/busybox:latest
 command: ["sh", "-c", "mkdir -p /www && echo \"$GREETING from $HOSTNAME\" > /www/index.html && exec httpd -f -p 8080 -h /www"]
 env: {GREETING: %[2]s}
 instances: %[3]d
-resources: {cpu: 0.05, memory: 32Mi}
+resources: {cpu: 0.2, memory: 32Mi} # 0.05 throttled httpd under the load runs until health checks failed
 ports: [{name: http, containerPort: 8080}]
 health: {http: {port: http, path: /}, interval: 500ms, retries: 2}
 stopGracePeriod: 2s
@@ -215,8 +215,15 @@ func TestCanaryRulesWeightPromoteAbortAndRestart(t *testing.T) {
 	addr := b.routerAddr()
 	host := app + ".test"
 
-	// Rules: exact counts.
-	qa := runLoad(t, loadOptions{Addr: addr, Host: host, Max: 200, Header: http.Header{"X-Department": {"qa"}}}, nil)
+	// Rules: exact counts, once the router has taken the step (it
+	// follows the store a moment behind the rollout's state).
+	qaHeader := http.Header{"X-Department": {"qa"}}
+	eventually(t, 10*time.Second, "the router sends matching requests to the canary", func() bool {
+		h := runLoad(t, loadOptions{Addr: addr, Host: host, Max: 1, Workers: 1, Header: qaHeader}, nil)
+		s := runLoad(t, loadOptions{Addr: addr, Host: host, Max: 1, Workers: 1, LocalIP: "127.0.0.2"}, nil)
+		return h.ByBody["v2"] == 1 && s.ByBody["v2"] == 1
+	})
+	qa := runLoad(t, loadOptions{Addr: addr, Host: host, Max: 200, Header: qaHeader}, nil)
 	if qa.ByBody["v2"] != 200 {
 		t.Fatalf("header rule: %s", qa)
 	}
