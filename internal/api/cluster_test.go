@@ -24,14 +24,20 @@ import (
 // verifies client certificates, as berth server does.
 func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
 	t.Helper()
+	return tlsServerWith(t, func(h http.Handler) http.Handler { return h })
+}
+
+// tlsServerWith is tlsServer with the API handler wrapped.
+func tlsServerWith(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, *pki.CA, *httptest.Server) {
+	t.Helper()
 	st := bolttest.Open(t)
 	ca, cert := pkitest.New(t)
 	box, err := secrets.NewBox(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(New(Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour,
-		Secrets: &secrets.Service{Store: st, Box: box}}))
+	srv := httptest.NewUnstartedServer(wrap(New(Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour,
+		Secrets: &secrets.Service{Store: st, Box: box}})))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)

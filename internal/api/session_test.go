@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -217,4 +218,49 @@ func adminStore(t *testing.T, srv *httptest.Server, ca *pki.CA) *remote.Store {
 	st := remote.New(remote.Options{Server: srv.URL, Token: token, TLS: &tls.Config{RootCAs: ca.Pool()}})
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// An agent whose server has no sessions (an older one: 404 on the
+// upgrade) makes HTTP requests instead, watches included.
+func TestSessionFallsBackToHTTP(t *testing.T) {
+	c, ca, srv := tlsServerWith(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == remote.SessionPath {
+				http.NotFound(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1"), Session: true})
+	defer n1.Close()
+	rev, err := n1.Rev(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := n1.Watch(ctx, model.PrefixInstances, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := model.Instance{ID: "web-1", Namespace: model.DefaultNamespace, App: "web", Revision: 1, Node: "n1"}
+	if _, err := store.PutJSON(ctx, adminStore(t, srv, ca), in.Key(), in, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w:
+		if ev.KV.Key != in.Key() {
+			t.Fatalf("saw %s", ev.KV.Key)
+		}
+	case <-ctx.Done():
+		t.Fatal("no event over HTTP")
+	}
+	if n1.UsesSession() {
+		t.Fatal("a session without a server that has them")
+	}
 }
