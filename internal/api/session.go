@@ -40,7 +40,8 @@ const (
 	// sessionWriteTimeout ends a session whose agent does not read.
 	sessionWriteTimeout = 10 * time.Second
 	// sessionIdleTimeout ends a session that sent nothing for this long
-	// (agents beat far more often).
+	// (agents beat far more often), or for three heartbeat intervals in
+	// a cluster so large that they are longer.
 	sessionIdleTimeout = 2 * time.Minute
 	// maxSessionRequest bounds one frame from an agent (a status Txn).
 	maxSessionRequest = 8 * maxBodyBytes
@@ -147,7 +148,8 @@ func (as *agentSession) close() {
 // serve reads and handles frames until the connection breaks.
 func (as *agentSession) serve() {
 	for {
-		_ = as.conn.SetReadDeadline(time.Now().Add(sessionIdleTimeout))
+		idle := max(sessionIdleTimeout, 3*model.HeartbeatInterval(as.s.opts.State.Nodes.Len()))
+		_ = as.conn.SetReadDeadline(time.Now().Add(idle))
 		line, err := remote.ReadFrameLine(as.br, maxSessionRequest)
 		if err != nil {
 			return
