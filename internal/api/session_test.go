@@ -166,21 +166,8 @@ func TestSessionWatchResumesOnANewSession(t *testing.T) {
 	ctx, ca, srv, tok := tokenServer(t)
 	n1 := agentStore(t, srv, ca, tok.Token, "n1", true)
 	admin := adminStore(t, srv, ca)
-	rev, err := n1.Rev(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := n1.Watch(ctx, model.PrefixInstances, rev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(id string) {
-		t.Helper()
-		in := model.Instance{ID: id, Namespace: model.DefaultNamespace, App: "web", Revision: 1, Node: "n1"}
-		if _, err := store.PutJSON(ctx, admin, in.Key(), in, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := watchInstances(ctx, t, n1)
+	put := func(id string) { putInstance(ctx, t, admin, id, "n1") }
 	next := func(want string) {
 		t.Helper()
 		select {
@@ -240,18 +227,8 @@ func TestSessionFallsBackToHTTP(t *testing.T) {
 	}
 	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1"), Session: true})
 	defer n1.Close()
-	rev, err := n1.Rev(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := n1.Watch(ctx, model.PrefixInstances, rev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := model.Instance{ID: "web-1", Namespace: model.DefaultNamespace, App: "web", Revision: 1, Node: "n1"}
-	if _, err := store.PutJSON(ctx, adminStore(t, srv, ca), in.Key(), in, 0); err != nil {
-		t.Fatal(err)
-	}
+	w := watchInstances(ctx, t, n1)
+	in := putInstance(ctx, t, adminStore(t, srv, ca), "web-1", "n1")
 	select {
 	case ev := <-w:
 		if ev.KV.Key != in.Key() {
@@ -263,4 +240,28 @@ func TestSessionFallsBackToHTTP(t *testing.T) {
 	if n1.UsesSession() {
 		t.Fatal("a session without a server that has them")
 	}
+}
+
+// watchInstances starts st's watch of /instances/ from now.
+func watchInstances(ctx context.Context, t *testing.T, st *remote.Store) <-chan store.Event {
+	t.Helper()
+	rev, err := st.Rev(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := st.Watch(ctx, model.PrefixInstances, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// putInstance writes a new instance id of app web assigned to node.
+func putInstance(ctx context.Context, t *testing.T, admin store.Store, id, node string) model.Instance {
+	t.Helper()
+	in := model.Instance{ID: id, Namespace: model.DefaultNamespace, App: "web", Revision: 1, Node: node}
+	if _, err := store.PutJSON(ctx, admin, in.Key(), in, 0); err != nil {
+		t.Fatal(err)
+	}
+	return in
 }
