@@ -155,6 +155,7 @@ func newBenchCluster() *cobra.Command {
 	cmd.Flags().IntVar(&o.PerApp, "per-app", 100, "instances per app")
 	cmd.Flags().IntVar(&o.ApplyClients, "apply-clients", 8, "clients applying the apps at once (as many as apps: all submitted at once)")
 	cmd.Flags().StringVar(&o.Pprof, "pprof", "", "serve the server's net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
+	cmd.Flags().DurationVar(&o.Settle, "settle", 0, "let the joined fleet idle this long before applying, and report the server's idle CPU")
 	cmd.Flags().StringVar(&o.ServerMemLimit, "server-gomemlimit", "", "the server's GOMEMLIMIT (Go's soft memory limit, e.g. 300MiB)")
 	cmd.Flags().StringVar(&benchPprof, "pprof-agents", "", "serve this process's (the simulated agents') net/http/pprof on this loopback address")
 	return cmd

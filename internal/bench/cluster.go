@@ -46,6 +46,9 @@ type ClusterOptions struct {
 	Pprof string
 	// ServerMemLimit, if set, is the server's GOMEMLIMIT (e.g. 300MiB).
 	ServerMemLimit string
+	// Settle is how long the joined fleet idles before the apps are
+	// applied; IdleServerCPU is the server's CPU use over it.
+	Settle time.Duration
 	Out            io.Writer
 }
 
@@ -80,6 +83,9 @@ type ClusterResult struct {
 	// ServerCPU is the CPU time (user+system) the server used in all,
 	// a figure less sensitive to other load on the machine than rates.
 	ServerCPU time.Duration
+	// IdleServerCPU is the share of a core the server used while the
+	// joined fleet idled for ClusterOptions.Settle (heartbeats, sessions).
+	IdleServerCPU float64
 	// StoreBytes is the size of the server's store file.
 	StoreBytes int64
 }
@@ -187,6 +193,13 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	}
 	res.JoinAll = time.Since(t0)
 	fmt.Fprintln(o.Out)
+	if o.Settle > 0 {
+		cpu0 := cpuTime(srv.Process.Pid)
+		if !ctxsleep.Sleep(ctx, o.Settle) {
+			return res, ctx.Err()
+		}
+		res.IdleServerCPU = float64(cpuTime(srv.Process.Pid)-cpu0) / float64(o.Settle)
+	}
 
 	// The admin watches every instance change: placement and start are
 	// timed as they happen, without polling the server.
@@ -435,6 +448,9 @@ func PrintClusterTable(w io.Writer, r ClusterResult) {
 	fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%s\t%.0f (%.0f)\t%s\t%s\t%s\t%.0f MiB (%.0f; %.0f)\t%s\t%.1f MiB\n", r.Nodes, r.Instances, r.ApplyClients, r.JoinAll.Round(time.Millisecond), r.ApplyAll.Round(time.Millisecond),
 		r.PlacementsPerSec, r.CommittedPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond),
 		float64(r.ServerRSS)/(1<<20), float64(r.ServerPeakRSS)/(1<<20), float64(r.ServerFileRSS)/(1<<20), r.ServerCPU.Round(100*time.Millisecond), float64(r.StoreBytes)/(1<<20))
+	if r.IdleServerCPU > 0 {
+		fmt.Fprintf(w, "server CPU while the joined fleet idled: %.0f%% of a core\n", 100*r.IdleServerCPU)
+	}
 }
 
 // poll calls cond every second until it holds, ctx ends or timeout.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/store"
@@ -85,8 +87,9 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 			byNode[a.node] = a // two for one node (should not happen): keep the older
 		}
 	}
-	again := false
 	exists := map[string]bool{}
+	free := c.o.Pool.Allocator(used)
+	var writes []nodeWrite
 	for _, n := range nodes {
 		exists[n.Value.Name] = true
 		a, ok := byNode[n.Value.Name]
@@ -97,7 +100,7 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 			}
 			t.Compares = []store.Compare{{Key: model.SubnetKey(a.subnet.String()), ModRev: a.modRev}}
 		} else {
-			s, err := c.o.Pool.Next(used)
+			s, err := free.Next()
 			if err != nil {
 				c.mu.Lock()
 				if !c.starved[n.Value.Name] {
@@ -107,7 +110,6 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 				c.mu.Unlock()
 				continue
 			}
-			used = append(used, s)
 			a = allocation{subnet: s, node: n.Value.Name}
 			t.Compares = []store.Compare{{Key: model.SubnetKey(s.String()), ModRev: 0}}
 			t.Ops = []store.Op{store.Put(model.SubnetKey(s.String()), []byte(n.Value.Name))}
@@ -120,14 +122,11 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 		}
 		t.Compares = append(t.Compares, store.Compare{Key: model.NodeKey(node.Name), ModRev: n.ModRev})
 		t.Ops = append(t.Ops, store.Put(model.NodeKey(node.Name), b))
-		if err := c.txn(ctx, t); err != nil {
-			if !errors.Is(err, store.ErrConflict) {
-				return false, err
-			}
-			again = true
-		} else if len(t.Ops) == 2 {
-			c.o.Log.Info("node subnet allocated", "node", node.Name, "subnet", a.subnet)
-		}
+		writes = append(writes, nodeWrite{txn: t, node: node.Name, subnet: a.subnet})
+	}
+	again, err := c.writeNodes(ctx, writes)
+	if err != nil {
+		return false, err
 	}
 	for _, k := range c.o.Keep {
 		exists[k] = true
@@ -158,6 +157,46 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 		}
 	}
 	return again, nil
+}
+
+// nodeWrite is one node's allocation, or its Node.Subnet catching up
+// with it: a compare-and-swap Txn of the node (and the allocation).
+type nodeWrite struct {
+	txn    store.Txn
+	node   string
+	subnet netip.Prefix
+}
+
+// parallelWrites is how many node writes a pass has in flight: the
+// store commits the queued ones together, so a fleet joining at once
+// gets its subnets in a few commits instead of one fsync per node.
+const parallelWrites = 64
+
+// writeNodes commits writes, parallelWrites at a time; again reports a
+// conflict (a node changed since the listing: the next pass retries).
+func (c *Controller) writeNodes(ctx context.Context, writes []nodeWrite) (again bool, err error) {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelWrites)
+	for _, w := range writes {
+		g.Go(func() error {
+			err := c.txn(gctx, w.txn)
+			switch {
+			case errors.Is(err, store.ErrConflict):
+				mu.Lock()
+				again = true
+				mu.Unlock()
+				return nil
+			case err != nil:
+				return err
+			}
+			if len(w.txn.Ops) == 2 {
+				c.o.Log.Info("node subnet allocated", "node", w.node, "subnet", w.subnet)
+			}
+			return nil
+		})
+	}
+	return again, g.Wait()
 }
 
 func (c *Controller) txn(ctx context.Context, t store.Txn) error {

@@ -67,26 +67,48 @@ func (p Pool) Contains(s netip.Prefix) bool {
 // Next returns the first subnet of the pool that overlaps none of used,
 // or an error when the pool is exhausted.
 func (p Pool) Next(used []netip.Prefix) (netip.Prefix, error) {
-	same := map[netip.Prefix]bool{}
-	var other []netip.Prefix
+	return p.Allocator(used).Next()
+}
+
+// Allocator hands out a pool's free subnets in order, each once: one
+// pass over the pool for any number of allocations, where calling Next
+// with a growing used list would rescan it for each.
+type Allocator struct {
+	pool  Pool
+	same  map[netip.Prefix]bool // used subnets of the pool's size
+	other []netip.Prefix        // used prefixes of other sizes (a resized pool)
+	i     int                   // the next index to consider
+}
+
+// Allocator starts handing out the subnets that overlap none of used.
+func (p Pool) Allocator(used []netip.Prefix) *Allocator {
+	a := &Allocator{pool: p, same: make(map[netip.Prefix]bool, len(used))}
 	for _, u := range used {
 		if u.Bits() == p.Size {
-			same[u.Masked()] = true
+			a.same[u.Masked()] = true
 		} else {
-			other = append(other, u)
+			a.other = append(a.other, u)
 		}
 	}
+	return a
+}
+
+// Next returns the first subnet not handed out nor used, or an error when
+// the pool is exhausted.
+func (a *Allocator) Next() (netip.Prefix, error) {
+	p := a.pool
 next:
-	for i := range p.Len() {
-		s := p.At(i)
-		if same[s] {
+	for ; a.i < p.Len(); a.i++ {
+		s := p.At(a.i)
+		if a.same[s] {
 			continue
 		}
-		for _, o := range other {
+		for _, o := range a.other {
 			if o.Overlaps(s) {
 				continue next
 			}
 		}
+		a.i++
 		return s, nil
 	}
 	return netip.Prefix{}, fmt.Errorf("cluster CIDR %s is exhausted: all %d /%d node subnets are allocated (remove nodes or use a larger --cluster-cidr)", p.CIDR, p.Len(), p.Size)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 
@@ -228,5 +229,59 @@ func TestSecondAllocationOfANodeIsFreed(t *testing.T) {
 	kvs, _, _ := st.List(ctx, model.PrefixSubnets)
 	if len(kvs) != 1 || kvs[0].Key != model.SubnetKey("10.90.5.0/24") {
 		t.Fatalf("allocations %v, want only 10.90.5.0/24", kvs)
+	}
+}
+
+func TestAllocatorHandsOutWhatNextWould(t *testing.T) {
+	p, _ := ParsePool("10.90.0.0/20", 24)
+	used := []netip.Prefix{netip.MustParsePrefix("10.90.1.0/24"), netip.MustParsePrefix("10.90.4.0/23")}
+	a := p.Allocator(used)
+	for {
+		want, werr := p.Next(used)
+		got, gerr := a.Next()
+		if got != want || (werr == nil) != (gerr == nil) {
+			t.Fatalf("Allocator.Next = %s %v, Pool.Next = %s %v", got, gerr, want, werr)
+		}
+		if werr != nil {
+			return
+		}
+		used = append(used, got)
+	}
+}
+
+// A fleet that joined at once gets its subnets in one pass, each its own,
+// with the allocation keys to match.
+func TestControllerAllocatesAFleetInOnePass(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	pool, _ := ParsePool("10.0.0.0/8", 24)
+	c := New(Options{Store: st, Pool: pool})
+	var txn store.Txn
+	for i := range 500 {
+		b := fmt.Appendf(nil, `{"name":"n%03d"}`, i)
+		txn.Ops = append(txn.Ops, store.Put(model.NodeKey(fmt.Sprintf("n%03d", i)), b))
+	}
+	if _, err := st.Txn(ctx, txn); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.Reconcile(ctx); err != nil || again {
+		t.Fatalf("Reconcile = %v, %v; want one pass to do it all", again, err)
+	}
+	seen := map[string]string{}
+	for node, s := range subnetsOf(t, st) {
+		if s == "" || seen[s] != "" {
+			t.Fatalf("node %s: subnet %q (also %s)", node, s, seen[s])
+		}
+		seen[s] = node
+	}
+	kvs, _, _ := st.List(ctx, model.PrefixSubnets)
+	if len(kvs) != 500 || len(seen) != 500 {
+		t.Fatalf("%d allocations for %d nodes, want 500", len(kvs), len(seen))
+	}
+	for _, kv := range kvs {
+		cidr := strings.Replace(strings.TrimPrefix(kv.Key, model.PrefixSubnets), "-", "/", 1)
+		if seen[cidr] != string(kv.Value) {
+			t.Fatalf("allocation %s → %s, but that node has %q", cidr, kv.Value, cidr)
+		}
 	}
 }
