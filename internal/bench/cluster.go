@@ -49,7 +49,7 @@ type ClusterOptions struct {
 	// Settle is how long the joined fleet idles before the apps are
 	// applied; IdleServerCPU is the server's CPU use over it.
 	Settle time.Duration
-	Out            io.Writer
+	Out    io.Writer
 }
 
 // benchClusterCIDR holds 65,536 node subnets of the default size.
