@@ -49,8 +49,15 @@ func decodeRecord(k, v []byte, arena *[]byte) (store.KV, error) {
 	return kv, nil
 }
 
-// logEntry is one change in the change log; a revision's log record is
-// the JSON array of its entries in op order.
+// A revision's change-log record lists its changes in op order. It is
+// binary: logFormat, then per change its type (one byte), the key
+// (uvarint length, bytes) and, for a put, CreateRev (uvarint) and the
+// value (uvarint length, bytes). Stores written before this format hold
+// JSON arrays of logEntry, which decodeLog still reads (they start with
+// '[').
+const logFormat byte = 1
+
+// logEntry is one change of a JSON change-log record (the old format).
 type logEntry struct {
 	T store.EventType `json:"t"`
 	K string          `json:"k"`
@@ -58,17 +65,93 @@ type logEntry struct {
 	C int64           `json:"c,omitempty"`
 }
 
-func encodeLog(events []store.Event) ([]byte, error) {
-	entries := make([]logEntry, len(events))
-	for i, e := range events {
-		entries[i] = logEntry{T: e.Type, K: e.KV.Key, V: e.KV.Value, C: e.KV.CreateRev}
+func encodeLog(events []store.Event) []byte {
+	n := 1
+	for _, e := range events {
+		n += 1 + 3*binary.MaxVarintLen64 + len(e.KV.Key) + len(e.KV.Value)
 	}
-	return json.Marshal(entries)
+	b := make([]byte, 1, n)
+	b[0] = logFormat
+	for _, e := range events {
+		b = append(b, byte(e.Type))
+		b = binary.AppendUvarint(b, uint64(len(e.KV.Key)))
+		b = append(b, e.KV.Key...)
+		if e.Type == store.EventPut {
+			b = binary.AppendUvarint(b, uint64(e.KV.CreateRev))
+			b = binary.AppendUvarint(b, uint64(len(e.KV.Value)))
+			b = append(b, e.KV.Value...)
+		}
+	}
+	return b
 }
 
 // decodeLog appends to out the events of revision rev whose key has the
-// prefix.
+// prefix. b is only read: keys and values are copied out of it.
 func decodeLog(rev int64, b []byte, prefix string, out []store.Event) ([]store.Event, error) {
+	if len(b) > 0 && b[0] == '[' {
+		return decodeJSONLog(rev, b, prefix, out)
+	}
+	corrupt := func(what string) error {
+		return fmt.Errorf("store: corrupt change log at revision %d: %s", rev, what)
+	}
+	if len(b) == 0 || b[0] != logFormat {
+		return out, corrupt("unknown format")
+	}
+	r := logReader{b: b[1:]}
+	for len(r.b) > 0 {
+		t := store.EventType(r.b[0])
+		r.b = r.b[1:]
+		key := r.bytes()
+		if t != store.EventPut && t != store.EventDelete {
+			return out, corrupt(fmt.Sprintf("event type %d", t))
+		}
+		ev := store.Event{Type: t, KV: store.KV{ModRev: rev}}
+		var val []byte
+		if t == store.EventPut {
+			ev.KV.CreateRev = int64(r.uvarint())
+			val = r.bytes()
+		}
+		if r.err {
+			return out, corrupt("truncated")
+		}
+		if len(key) < len(prefix) || string(key[:len(prefix)]) != prefix {
+			continue
+		}
+		ev.KV.Key, ev.KV.Value = string(key), clone(val)
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// logReader reads a binary change-log record; err records a short read.
+type logReader struct {
+	b   []byte
+	err bool
+}
+
+func (r *logReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *logReader) bytes() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err, r.b = true, nil
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// decodeJSONLog is decodeLog for a record of the old JSON format.
+func decodeJSONLog(rev int64, b []byte, prefix string, out []store.Event) ([]store.Event, error) {
 	var entries []logEntry
 	if err := json.Unmarshal(b, &entries); err != nil {
 		return out, fmt.Errorf("store: corrupt change log at revision %d: %w", rev, err)

@@ -233,11 +233,9 @@ func apply(tx *bbolt.Tx, rev int64, t store.Txn) (outcome, error) {
 	if len(events) == 0 {
 		return outcome{rev: rev}, nil
 	}
-	b, err := encodeLog(events)
-	if err != nil {
-		return outcome{}, err
-	}
-	if err := tx.Bucket(bucketLog).Put(u64(next), b); err != nil {
+	lb := tx.Bucket(bucketLog)
+	lb.FillPercent = 1 // revisions only grow: full pages, half the file
+	if err := lb.Put(u64(next), encodeLog(events)); err != nil {
 		return outcome{}, err
 	}
 	return outcome{rev: next, events: events}, nil
