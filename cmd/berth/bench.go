@@ -130,16 +130,12 @@ Needs root, docker-registry and skopeo.`,
 
 func newBenchCluster() *cobra.Command {
 	o := bench.ClusterOptions{}
-	var benchPprof string
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "A real berth server with simulated agents (mock driver, real protocol): placements/s, submit→running, server RSS, store size",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = os.Stderr
-			if benchPprof != "" { // the simulated agents' side
-				go func() { _ = http.ListenAndServe(benchPprof, nil) }()
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			r, err := bench.RunCluster(ctx, o)
@@ -157,7 +153,36 @@ func newBenchCluster() *cobra.Command {
 	cmd.Flags().StringVar(&o.Pprof, "pprof", "", "serve the server's net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	cmd.Flags().DurationVar(&o.Settle, "settle", 0, "let the joined fleet idle this long before applying, and report the server's idle CPU")
 	cmd.Flags().StringVar(&o.ServerMemLimit, "server-gomemlimit", "", "the server's GOMEMLIMIT (Go's soft memory limit, e.g. 300MiB)")
-	cmd.Flags().StringVar(&benchPprof, "pprof-agents", "", "serve this process's (the simulated agents') net/http/pprof on this loopback address")
+	cmd.Flags().IntVar(&o.AgentsNice, "agents-nice", 10, "nice value of the simulated agents' process: real agents run on other hosts, so the server comes first (0: equal priority)")
+	cmd.Flags().StringVar(&o.AgentsPprof, "pprof-agents", "", "serve the simulated agents' process's net/http/pprof on this loopback address")
+	cmd.AddCommand(newBenchClusterAgents())
+	return cmd
+}
+
+// newBenchClusterAgents is the child process of 'bench cluster' that runs
+// the simulated agents.
+func newBenchClusterAgents() *cobra.Command {
+	var o bench.SimAgentsOptions
+	cmd := &cobra.Command{
+		Use:    "agents",
+		Short:  "Run simulated agents (mock driver) against a server until interrupted; started by 'bench cluster'",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Server == "" || o.JoinToken == "" || o.Dir == "" {
+				return fmt.Errorf("--server, --join-token and --dir are required")
+			}
+			o.Out = os.Stderr
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			bench.RunSimulatedAgents(ctx, o)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Server, "server", "", "server URL")
+	cmd.Flags().StringVar(&o.JoinToken, "join-token", "", "join token")
+	cmd.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated agents")
+	cmd.Flags().StringVar(&o.Dir, "dir", "", "directory for the agents' data dirs")
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -168,5 +169,45 @@ func TestJoinRenewAndRevoke(t *testing.T) {
 	}
 	if code, _, body, _ := joinAs(t, srv, ca, "/v1/cluster/join", "berth-join-xyz", "n3", nil); code != http.StatusBadRequest || !strings.Contains(body, "token_malformed") {
 		t.Fatalf("malformed: %d %s", code, body)
+	}
+}
+
+// Agents joining at once with one token are each counted once, without
+// racing writes of the token's record.
+func TestConcurrentJoinsAreCountedOnce(t *testing.T) {
+	c, ca, srv := tlsServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := c.CreateToken(ctx, "1h", "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const agents = 40
+	codes := make(chan int, agents)
+	for i := range agents {
+		go func() {
+			_, csrPEM, err := pki.NewKeyAndCSR(fmt.Sprintf("n%02d", i))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			b, _ := json.Marshal(model.JoinRequest{Token: tok.Token, Node: fmt.Sprintf("n%02d", i), CSRPEM: string(csrPEM)})
+			resp, err := agentHTTP(ca, nil).Post(srv.URL+"/v1/cluster/join", "application/json", bytes.NewReader(b))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	for range agents {
+		if code := <-codes; code != http.StatusOK {
+			t.Fatalf("a join answered %d", code)
+		}
+	}
+	toks, err := c.Tokens(ctx)
+	if err != nil || len(toks) != 1 || toks[0].Uses != agents {
+		t.Fatalf("tokens = %+v, %v; want one used %d times", toks, err, agents)
 	}
 }

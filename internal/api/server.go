@@ -66,6 +66,8 @@ type Server struct {
 	nodeWatch nodeWatch
 	// sessions are the agents' sessions (session.go).
 	sessions sessionHub
+	// tokenUses counts joins per token (tokenuses.go).
+	tokenUses *tokenUses
 }
 
 // maxBodyBytes bounds request bodies (specs are small).
@@ -78,7 +80,7 @@ func New(opts Options) *Server {
 	}
 	opts.State = state.Or(opts.State, opts.Store, opts.Log)
 	s := &Server{opts: opts, apps: &apps.Service{Store: opts.Store}, mux: http.NewServeMux(),
-		token: sha256.Sum256([]byte(opts.AdminToken)), log: opts.Log}
+		token: sha256.Sum256([]byte(opts.AdminToken)), log: opts.Log, tokenUses: newTokenUses(opts.Store)}
 	s.routes()
 	return s
 }

@@ -13,7 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,8 +42,12 @@ type ClusterOptions struct {
 	// once, as a whole environment deployed in one go).
 	ApplyClients int
 	// Pprof, if set, is the loopback address the server serves
-	// net/http/pprof on (through PprofEnv).
-	Pprof string
+	// net/http/pprof on (through PprofEnv); AgentsPprof the same for the
+	// simulated agents' process.
+	Pprof, AgentsPprof string
+	// AgentsNice is the simulated agents' process's nice value (0: the
+	// server's priority).
+	AgentsNice int
 	// ServerMemLimit, if set, is the server's GOMEMLIMIT (e.g. 300MiB).
 	ServerMemLimit string
 	// Settle is how long the joined fleet idles before the apps are
@@ -64,8 +68,9 @@ type ClusterResult struct {
 	Nodes, Instances, ApplyClients int
 	// JoinAll is the time until every agent had joined and was ready.
 	JoinAll time.Duration
-	// ApplyAll is the time the apps took to apply (ApplyClients clients).
-	ApplyAll time.Duration
+	// ApplyAll is the time the apps took to apply (ApplyClients clients);
+	// ApplyP50 and ApplyMax the latency of one apply.
+	ApplyAll, ApplyP50, ApplyMax time.Duration
 	// PlacementsPerSec: instances placed per second from the first
 	// apply until the benchmark's watch had seen all placed.
 	PlacementsPerSec float64
@@ -83,6 +88,8 @@ type ClusterResult struct {
 	// ServerCPU is the CPU time (user+system) the server used in all,
 	// a figure less sensitive to other load on the machine than rates.
 	ServerCPU time.Duration
+	// AgentsCPU is the CPU time the simulated agents' process used.
+	AgentsCPU time.Duration
 	// IdleServerCPU is the share of a core the server used while the
 	// joined fleet idled for ClusterOptions.Settle (heartbeats, sessions).
 	IdleServerCPU float64
@@ -147,37 +154,23 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	if err != nil {
 		return res, err
 	}
-	actx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	t0 := time.Now()
-	for i := 0; i < o.Nodes; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			// A join that times out on a busy machine is retried, as an
-			// operator would, under a new name: the timed-out join may
-			// have been granted the old one.
-			for try := 1; try <= agentTries && actx.Err() == nil; try++ {
-				name := fmt.Sprintf("sim-%05d", i)
-				if try > 1 {
-					name += fmt.Sprintf("-r%d", try)
-				}
-				err := daemon.RunAgent(actx, daemon.AgentOptions{Server: url, JoinToken: tok.Token, NodeName: name,
-					DataDir: filepath.Join(dir, "agents", name), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
-					MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet, Simulated: true})
-				if err == nil || actx.Err() != nil {
-					return
-				}
-				fmt.Fprintf(o.Out, "agent %d (try %d of %d): %v\n", i, try, agentTries, err)
-				ctxsleep.Sleep(actx, time.Duration(try)*time.Second)
-			}
-		}(i)
-		if i%50 == 49 {
-			time.Sleep(50 * time.Millisecond) // a fleet joins over time, not in one instant
-		}
+	// The simulated agents run in a child process of their own, as real
+	// agents run on hosts of their own: the benchmark's clients (apply,
+	// the admin watch) do not share a Go scheduler with 5,000 agents.
+	// At a lower CPU priority (AgentsNice) they take what the server
+	// leaves, as if on other machines, instead of half its cores.
+	agents := exec.Command("nice", "-n", strconv.Itoa(o.AgentsNice), self, "bench", "cluster", "agents", "--server", url,
+		"--join-token", tok.Token, "--nodes", strconv.Itoa(o.Nodes), "--dir", filepath.Join(dir, "agents"))
+	agents.Stderr = o.Out
+	agents.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if o.AgentsPprof != "" {
+		agents.Env = append(os.Environ(), PprofEnv+"="+o.AgentsPprof)
 	}
+	if err := agents.Start(); err != nil {
+		return res, err
+	}
+	defer func() { _ = agents.Process.Signal(syscall.SIGTERM); _ = agents.Wait() }()
+	t0 := time.Now()
 	if err := poll(ctx, 10*time.Minute, func() (bool, error) {
 		nodes, err := c.Nodes(ctx)
 		ready := 0
@@ -205,7 +198,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	// timed as they happen, without polling the server.
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(cc.CA))
-	admin := remote.New(remote.Options{Server: url, Token: cc.Token, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Log: quiet})
+	admin := remote.New(remote.Options{Server: url, Token: cc.Token, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer admin.Close()
 	from, err := admin.Rev(ctx)
 	if err != nil {
@@ -235,18 +228,68 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 		fmt.Fprintf(o.Out, "reading Scheduled events: %v\n", err)
 	}
 	lat := tr.lat
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	if len(lat) > 0 {
 		res.P50, res.P99, res.Max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	}
+	if ap := tr.applies; len(ap) > 0 {
+		slices.Sort(ap)
+		res.ApplyP50, res.ApplyMax = ap[len(ap)/2], ap[len(ap)-1]
 	}
 	res.ServerRSS = procStatus(srv.Process.Pid, "VmRSS")
 	res.ServerPeakRSS = procStatus(srv.Process.Pid, "VmHWM")
 	res.ServerFileRSS = procStatus(srv.Process.Pid, "RssFile")
 	res.ServerCPU = cpuTime(srv.Process.Pid)
+	res.AgentsCPU = cpuTime(agents.Process.Pid)
 	if st, err := os.Stat(filepath.Join(dir, "server", "berth.db")); err == nil {
 		res.StoreBytes = st.Size()
 	}
 	return res, nil
+}
+
+// SimAgentsOptions configure RunSimulatedAgents.
+type SimAgentsOptions struct {
+	Server, JoinToken string
+	Nodes             int
+	// Dir holds the agents' data dirs.
+	Dir string
+	Out io.Writer
+}
+
+// RunSimulatedAgents runs Nodes agents named sim-NNNNN until ctx ends:
+// each joins with the token, talks mutual TLS over an agent session and
+// runs instances with the mock driver.
+func RunSimulatedAgents(ctx context.Context, o SimAgentsOptions) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i := 0; i < o.Nodes && ctx.Err() == nil; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			// A join that times out on a busy machine is retried, as an
+			// operator would, under a new name: the timed-out join may
+			// have been granted the old one.
+			for try := 1; try <= agentTries && ctx.Err() == nil; try++ {
+				name := fmt.Sprintf("sim-%05d", i)
+				if try > 1 {
+					name += fmt.Sprintf("-r%d", try)
+				}
+				err := daemon.RunAgent(ctx, daemon.AgentOptions{Server: o.Server, JoinToken: o.JoinToken, NodeName: name,
+					DataDir: filepath.Join(o.Dir, name), NoDocker: true, Native: daemon.NativeOptions{Disabled: true},
+					MockImages: []string{"bench/mock"}, Address: "127.0.0.1", Log: quiet, Simulated: true})
+				if err == nil || ctx.Err() != nil {
+					return
+				}
+				fmt.Fprintf(o.Out, "agent %d (try %d of %d): %v\n", i, try, agentTries, err)
+				ctxsleep.Sleep(ctx, time.Duration(try)*time.Second)
+			}
+		}(i)
+		if i%50 == 49 {
+			ctxsleep.Sleep(ctx, 50*time.Millisecond) // a fleet joins over time, not in one instant
+		}
+	}
+	<-ctx.Done()
 }
 
 // tracker times every instance from its app's submission to placement
@@ -257,7 +300,14 @@ type tracker struct {
 	placed     map[string]bool      // instance keys
 	running    map[string]bool
 	lat        []time.Duration // submit → running
+	applies    []time.Duration // each apply's latency
 	lastPlaced time.Time
+}
+
+func (tr *tracker) applied(took time.Duration) {
+	tr.mu.Lock()
+	tr.applies = append(tr.applies, took)
+	tr.mu.Unlock()
 }
 
 func (tr *tracker) submit(app string) {
@@ -368,7 +418,10 @@ func applyApps(ctx context.Context, c *client.Client, o ClusterOptions, apps int
 				name := fmt.Sprintf("bench-%04d", a)
 				spec := fmt.Sprintf("name: %s\ndriver: mock\nimage: bench/mock\ninstances: %d\nresources: {cpu: 0.01, memory: 6Mi}\n", name, n)
 				tr.submit(name)
-				if _, err := c.Apply(ctx, "", []byte(spec)); err != nil {
+				t0 := time.Now()
+				_, err := c.Apply(ctx, "", []byte(spec))
+				tr.applied(time.Since(t0))
+				if err != nil {
 					mu.Lock()
 					firstErr = cmp.Or(firstErr, fmt.Errorf("apply %s: %w", name, err))
 					mu.Unlock()
@@ -448,6 +501,8 @@ func PrintClusterTable(w io.Writer, r ClusterResult) {
 	fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%s\t%.0f (%.0f)\t%s\t%s\t%s\t%.0f MiB (%.0f; %.0f)\t%s\t%.1f MiB\n", r.Nodes, r.Instances, r.ApplyClients, r.JoinAll.Round(time.Millisecond), r.ApplyAll.Round(time.Millisecond),
 		r.PlacementsPerSec, r.CommittedPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond),
 		float64(r.ServerRSS)/(1<<20), float64(r.ServerPeakRSS)/(1<<20), float64(r.ServerFileRSS)/(1<<20), r.ServerCPU.Round(100*time.Millisecond), float64(r.StoreBytes)/(1<<20))
+	fmt.Fprintf(w, "one apply: p50 %s, max %s; simulated agents' CPU: %s\n", r.ApplyP50.Round(time.Millisecond),
+		r.ApplyMax.Round(time.Millisecond), r.AgentsCPU.Round(100*time.Millisecond))
 	if r.IdleServerCPU > 0 {
 		fmt.Fprintf(w, "server CPU while the joined fleet idled: %.0f%% of a core\n", 100*r.IdleServerCPU)
 	}

@@ -225,7 +225,7 @@ func RunUp(ctx context.Context, o Options) error {
 	goRun(func() { nodes.New(nodes.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() { drain.New(drain.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
 	goRun(func() {
-		subnets.New(subnets.Options{Store: st, Pool: pool, Log: o.Log, Keep: []string{o.NodeName}}).Run(ctx)
+		subnets.New(subnets.Options{Store: st, State: view, Pool: pool, Log: o.Log, Keep: []string{o.NodeName}}).Run(ctx)
 	})
 	goRun(func() { trimEvents(ctx, st, o.Log) })
 	goRun(func() { nat.gcImages(ctx, o.Native, o.Log) })

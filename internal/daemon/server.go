@@ -157,7 +157,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 			UnreachableAfter: o.Nodes.UnreachableAfter, RecoverAfter: o.Nodes.RecoverAfter}).Run(ctx)
 	})
 	goRun(func() { drain.New(drain.Options{Store: st, State: view, Events: rec, Log: o.Log}).Run(ctx) })
-	goRun(func() { subnets.New(subnets.Options{Store: st, Pool: pool, Log: o.Log}).Run(ctx) })
+	goRun(func() { subnets.New(subnets.Options{Store: st, State: view, Pool: pool, Log: o.Log}).Run(ctx) })
 	goRun(func() { trimEvents(ctx, st, o.Log) })
 	goRun(func() {
 		if err := httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {

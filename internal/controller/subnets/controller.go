@@ -16,12 +16,16 @@ import (
 
 	"github.com/berth-dev/berth/internal/controller/loop"
 	"github.com/berth-dev/berth/internal/model"
+	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
 )
 
 // Options configure the controller.
 type Options struct {
 	Store store.Store
+	// State is the server's shared view of nodes (a private one when
+	// nil).
+	State *state.State
 	Pool  Pool
 	Log   *slog.Logger
 	// Resync is the longest time between passes (default 5s).
@@ -45,6 +49,7 @@ func New(o Options) *Controller {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	o.State = state.Or(o.State, o.Store, o.Log)
 	return &Controller{o: o, starved: map[string]bool{}}
 }
 
@@ -71,7 +76,7 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	// listed nodes carry, and a node written in between fails the
 	// compare below. (The other order let a second controller see a
 	// node's subnet without its allocation and give it another.)
-	nodes, _, err := store.ListJSON[model.Node](ctx, c.o.Store, model.PrefixNodes)
+	nodes, err := c.o.State.Nodes.List(ctx)
 	if err != nil {
 		return false, err
 	}
