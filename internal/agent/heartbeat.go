@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/berth-dev/berth/internal/model"
@@ -92,8 +93,26 @@ type nodeBeat struct {
 	written bool                     // learned: the store writes beats that change nothing else
 }
 
-// beat applies mutate to the node and writes it.
+// beater is a store that takes a heartbeat without the node object
+// (remote.Store over an agent session): store.ErrConflict when the node
+// must be written instead, errors.ErrUnsupported when it never can.
+type beater interface {
+	Beat(ctx context.Context, key string, modRev int64) error
+}
+
+// beat applies mutate to the node and writes it; a beat that changes
+// nothing but the time goes alone to a store that takes that.
 func (b *nodeBeat) beat(ctx context.Context, s store.Store, key string, mutate func(*model.Node)) error {
+	if bs, ok := s.(beater); ok && b.known.ModRev != 0 && b.other == 0 {
+		next := b.known.Value
+		mutate(&next)
+		if beatOnly(b.known.Value, next) {
+			err := bs.Beat(ctx, key, b.known.ModRev)
+			if !errors.Is(err, store.ErrConflict) && !errors.Is(err, errors.ErrUnsupported) {
+				return err
+			}
+		}
+	}
 	base := b.known
 	var prev model.Node
 	next, err := store.UpdateKnown(ctx, s, key, &base, func(n *model.Node) error {

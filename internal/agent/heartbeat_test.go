@@ -129,7 +129,7 @@ func TestHeartbeatOnEmbeddedStore(t *testing.T) {
 // ModRev and the next beat, guarded by it, does not conflict; a beat that
 // changes the node is written, and the beats after it are one write too.
 func TestHeartbeatThroughServer(t *testing.T) {
-	st, live := nodeStore(t, "n1")
+	st, live := nodeStore(t, "n1", false)
 	s := &counting{Store: st, prefix: model.PrefixNodes}
 	a := registered(t, s)
 	ctx := context.Background()
@@ -159,10 +159,69 @@ func TestHeartbeatThroughServer(t *testing.T) {
 	beatsAreOneWrite(t, a, &b, s, 3)
 }
 
+// countingBeats is counting for a store that takes heartbeats alone.
+type countingBeats struct {
+	*counting
+	beats atomic.Int64
+}
+
+func (c *countingBeats) Beat(ctx context.Context, key string, modRev int64) error {
+	c.beats.Add(1)
+	return c.Store.(beater).Beat(ctx, key, modRev)
+}
+
+// TestHeartbeatAloneOverSession: over an agent session a beat that
+// changes nothing else is sent without the node object and writes
+// nothing; once the node changed (an operator's label) the beat
+// conflicts, is written, and the beats after it go alone again.
+func TestHeartbeatAloneOverSession(t *testing.T) {
+	st, live := nodeStore(t, "n1", true)
+	s := &countingBeats{counting: &counting{Store: st, prefix: model.PrefixNodes}}
+	a := registered(t, s)
+	ctx := context.Background()
+	var b nodeBeat
+	if err := a.beat(ctx, &b); err != nil { // knows the node's revision from here on
+		t.Fatal(err)
+	}
+	rev := b.known.ModRev
+	alone := func(n int) {
+		t.Helper()
+		s.calls()
+		s.beats.Store(0)
+		for range n {
+			before := live.Last("n1", time.Time{})
+			if err := a.beat(ctx, &b); err != nil {
+				t.Fatal(err)
+			}
+			if !live.Last("n1", time.Time{}).After(before) {
+				t.Fatal("the server did not take the beat")
+			}
+		}
+		if gets, txns, _ := s.calls(); gets != 0 || txns != 0 || s.beats.Load() != int64(n) {
+			t.Fatalf("%d beats: %d reads, %d writes, %d sent alone; want all alone", n, gets, txns, s.beats.Load())
+		}
+	}
+	alone(3)
+	if o, err := store.GetJSON[model.Node](ctx, st, model.NodeKey("n1")); err != nil || o.ModRev != rev || !st.UsesSession() {
+		t.Fatalf("node at %d (%v, session %v), want still %d", o.ModRev, err, st.UsesSession(), rev)
+	}
+	if _, err := store.Update(ctx, st, model.NodeKey("n1"), func(n *model.Node) error { n.Labels = map[string]string{"disk": "ssd"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	s.calls()
+	if err := a.beat(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	if gets, txns, conflicts := s.calls(); gets != 1 || txns != 2 || conflicts != 1 {
+		t.Fatalf("beat after a label: %d reads, %d writes, %d conflicts; want 1, 2, 1", gets, txns, conflicts)
+	}
+	alone(2)
+}
+
 // nodeStore serves an API server (with in-memory liveness) on a bolt
-// store and returns the store as node n1's agent sees it, and the
-// server's liveness table.
-func nodeStore(t *testing.T, node string) (*remote.Store, *nodes.Liveness) {
+// store and returns the store as node n1's agent sees it (over an agent
+// session or HTTP requests), and the server's liveness table.
+func nodeStore(t *testing.T, node string, session bool) (*remote.Store, *nodes.Liveness) {
 	t.Helper()
 	st := bolttest.Open(t)
 	ca, cert := pkitest.New(t)
@@ -200,7 +259,7 @@ func nodeStore(t *testing.T, node string) (*remote.Store, *nodes.Liveness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := remote.New(remote.Options{Server: srv.URL, TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{pair}}})
+	rs := remote.New(remote.Options{Server: srv.URL, TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{pair}}, Session: session})
 	t.Cleanup(func() { rs.Close() })
 	return rs, live
 }

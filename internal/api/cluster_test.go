@@ -31,14 +31,21 @@ func tlsServer(t *testing.T) (*client.Client, *pki.CA, *httptest.Server) {
 // tlsServerWith is tlsServer with the API handler wrapped.
 func tlsServerWith(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, *pki.CA, *httptest.Server) {
 	t.Helper()
+	return tlsServerOpts(t, wrap, func(*Options) {})
+}
+
+// tlsServerOpts is tlsServerWith with the API's options amended by set.
+func tlsServerOpts(t *testing.T, wrap func(http.Handler) http.Handler, set func(*Options)) (*client.Client, *pki.CA, *httptest.Server) {
+	t.Helper()
 	st := bolttest.Open(t)
 	ca, cert := pkitest.New(t)
 	box, err := secrets.NewBox(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(wrap(New(Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour,
-		Secrets: &secrets.Service{Store: st, Box: box}})))
+	o := Options{Store: st, AdminToken: token, CA: ca, ClientCertTTL: time.Hour, Secrets: &secrets.Service{Store: st, Box: box}}
+	set(&o)
+	srv := httptest.NewUnstartedServer(wrap(New(o)))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)

@@ -216,6 +216,33 @@ func (z nodeAuthz) nodePut(ctx context.Context, value []byte) (b []byte, beatOnl
 	return b, false, 0, "", err
 }
 
+// beat takes a heartbeat of a node whose object has not changed (the
+// session's "beat" op, a heartbeat without the node object): if the
+// node is still at modRev, as its agent last wrote or read it, the beat
+// is kept in memory, as nodePut keeps a write that changes nothing but
+// the heartbeat. Otherwise, or on a server that stores every beat
+// (no Liveness), it is ErrConflict: the agent writes its node instead.
+func (z nodeAuthz) beat(ctx context.Context, key string, modRev int64) error {
+	if key != model.NodeKey(z.node) {
+		return refuseForbidden("node " + z.node + " may not beat for " + key)
+	}
+	lv := z.s.opts.Liveness
+	if lv == nil {
+		return store.ErrConflict
+	}
+	cur, err := z.s.opts.State.Nodes.Get(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.ErrConflict
+	case err != nil:
+		return err
+	case cur.ModRev != modRev:
+		return store.ErrConflict
+	}
+	lv.Beat(z.node, time.Now().UTC())
+	return nil
+}
+
 // sameJSON reports whether a and b encode to the same JSON.
 func sameJSON(a, b any) (bool, error) {
 	x, err := json.Marshal(a)

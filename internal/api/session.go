@@ -194,10 +194,12 @@ func (as *agentSession) handle(f remote.Frame) {
 			rev, err := as.s.txnAs(as.ctx, as.z, *f.Txn)
 			as.reply(f.ID, &remote.Frame{Rev: rev, Heartbeat: as.s.heartbeatInterval()}, err)
 		}()
+	case "beat":
+		as.reply(f.ID, &remote.Frame{Rev: f.Rev, Heartbeat: as.s.heartbeatInterval()}, as.z.beat(as.ctx, f.Key, f.Rev))
 	case "watch":
 		as.watch(f)
 	default:
-		as.reply(f.ID, nil, refuse(http.StatusBadRequest, "invalid", fmt.Sprintf("op: %q is not get, list, rev, txn, watch or cancel", f.Op)))
+		as.reply(f.ID, nil, refuse(http.StatusBadRequest, "invalid", fmt.Sprintf("op: %q is not get, list, rev, txn, beat, watch or cancel", f.Op)))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store"
@@ -264,4 +265,46 @@ func putInstance(ctx context.Context, t *testing.T, admin store.Store, id, node 
 		t.Fatal(err)
 	}
 	return in
+}
+
+// A heartbeat that changes nothing goes alone over the session: the
+// server keeps it in memory while the node is at the agent's revision,
+// and answers a conflict once the node changed (the agent then writes
+// it), on another node's key 403.
+func TestSessionBeat(t *testing.T) {
+	live := nodes.NewLiveness()
+	c, ca, srv := tlsServerOpts(t, func(h http.Handler) http.Handler { return h }, func(o *Options) { o.Liveness = live })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1"), Session: true})
+	defer n1.Close()
+	key := model.NodeKey("n1")
+	if err := n1.Beat(ctx, key, 1); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("beat before the node exists: %v, want a conflict", err)
+	}
+	rev, err := store.PutJSON(ctx, n1, key, model.Node{Name: "n1", Status: model.NodeReady}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := live.Last("n1", time.Time{})
+	if err := n1.Beat(ctx, key, rev); err != nil {
+		t.Fatalf("beat at the node's revision: %v", err)
+	}
+	if !n1.UsesSession() || !live.Last("n1", time.Time{}).After(before) {
+		t.Fatalf("the beat was not kept (session %v)", n1.UsesSession())
+	}
+	if kv, err := n1.Get(ctx, key); err != nil || kv.ModRev != rev {
+		t.Fatalf("a beat wrote the node: %+v %v", kv, err)
+	}
+	if err := n1.Beat(ctx, key, rev-1); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("beat at an old revision: %v, want a conflict", err)
+	}
+	var e *remote.Error
+	if err := n1.Beat(ctx, model.NodeKey("n2"), rev); !errors.As(err, &e) || e.Status != http.StatusForbidden {
+		t.Fatalf("beat for another node: %v, want 403", err)
+	}
 }

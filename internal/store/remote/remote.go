@@ -70,6 +70,7 @@ type Store struct {
 	smu       sync.Mutex // held while a session is opened
 	sess      *session   // guarded by smu
 	noSession bool       // the server has none: HTTP; guarded by smu
+	noBeat    atomic.Bool // the server does not know the session's beat op
 }
 
 var _ store.Store = (*Store)(nil)
@@ -324,6 +325,31 @@ func (s *Store) Rev(ctx context.Context) (int64, error) {
 	var rr RevResponse
 	err := s.call(ctx, http.MethodGet, "/v1/store/rev", nil, nil, &rr)
 	return rr.Rev, err
+}
+
+// ErrNoBeat is Beat's answer when heartbeats cannot go alone: the Store
+// makes HTTP requests, or the server predates the beat op. The caller
+// writes its node instead.
+var ErrNoBeat = fmt.Errorf("remote: this server takes heartbeats as node writes only: %w", errors.ErrUnsupported)
+
+// Beat tells the server that the node object at key is unchanged since
+// modRev and its agent alive: a heartbeat without the object, for the
+// server to keep in memory. store.ErrConflict means the node changed
+// (or the server stores every beat): write the node instead.
+func (s *Store) Beat(ctx context.Context, key string, modRev int64) error {
+	if s.noBeat.Load() {
+		return ErrNoBeat
+	}
+	_, ok, err := s.viaSession(ctx, Frame{Op: "beat", Key: key, Rev: modRev})
+	if !ok {
+		return ErrNoBeat
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Status == http.StatusBadRequest && e.Code == "invalid" {
+		s.noBeat.Store(true) // an older server: unknown op
+		return ErrNoBeat
+	}
+	return err
 }
 
 // errMissing: a session answer without the field it must carry.
