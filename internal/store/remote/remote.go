@@ -67,9 +67,9 @@ type Store struct {
 	// (model.HeaderHeartbeatInterval), 0 until it did.
 	heartbeat atomic.Int64
 
-	smu       sync.Mutex // held while a session is opened
-	sess      *session   // guarded by smu
-	noSession bool       // the server has none: HTTP; guarded by smu
+	smu       sync.Mutex  // held while a session is opened
+	sess      *session    // guarded by smu
+	noSession bool        // the server has none: HTTP; guarded by smu
 	noBeat    atomic.Bool // the server does not know the session's beat op
 }
 
