@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/controller/nodes"
 	"github.com/berth-dev/berth/internal/model"
 	"github.com/berth-dev/berth/internal/pki"
@@ -222,12 +223,7 @@ func TestSessionFallsBackToHTTP(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, err := c.CreateToken(ctx, "1h", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1"), Session: true})
-	defer n1.Close()
+	n1 := joinedSession(ctx, t, c, ca, srv, "n1")
 	w := watchInstances(ctx, t, n1)
 	in := putInstance(ctx, t, adminStore(t, srv, ca), "web-1", "n1")
 	select {
@@ -276,12 +272,7 @@ func TestSessionBeat(t *testing.T) {
 	c, ca, srv := tlsServerOpts(t, func(h http.Handler) http.Handler { return h }, func(o *Options) { o.Liveness = live })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, err := c.CreateToken(ctx, "1h", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n1 := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, "n1"), Session: true})
-	defer n1.Close()
+	n1 := joinedSession(ctx, t, c, ca, srv, "n1")
 	key := model.NodeKey("n1")
 	if err := n1.Beat(ctx, key, 1); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("beat before the node exists: %v, want a conflict", err)
@@ -307,4 +298,17 @@ func TestSessionBeat(t *testing.T) {
 	if err := n1.Beat(ctx, model.NodeKey("n2"), rev); !errors.As(err, &e) || e.Status != http.StatusForbidden {
 		t.Fatalf("beat for another node: %v, want 403", err)
 	}
+}
+
+// joinedSession joins node to srv with a new token and returns its store,
+// set to use an agent session.
+func joinedSession(ctx context.Context, t *testing.T, c *client.Client, ca *pki.CA, srv *httptest.Server, node string) *remote.Store {
+	t.Helper()
+	tok, err := c.CreateToken(ctx, "1h", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := remote.New(remote.Options{Server: srv.URL, TLS: nodeTLS(t, srv, ca, tok.Token, node), Session: true})
+	t.Cleanup(func() { st.Close() })
+	return st
 }
