@@ -53,6 +53,7 @@ func Run(ctx context.Context, o Options, reconcile func(ctx context.Context) (ag
 		case <-kick:
 		case <-tick.C:
 		}
+		start := time.Now()
 		again, err := reconcile(ctx)
 		if err != nil && ctx.Err() == nil {
 			o.Log.Warn("reconcile failed", "loop", o.Name, "err", err)
@@ -62,8 +63,16 @@ func Run(ctx context.Context, o Options, reconcile func(ctx context.Context) (ag
 		if again {
 			trigger()
 		}
+		// Rest as long as the pass took: changes that arrive meanwhile
+		// share the next pass. Cheap passes (a small cluster) hardly
+		// wait; a loop over thousands of nodes spends at most half its
+		// time reconciling instead of one pass per node that joins.
+		ctxsleep.Sleep(ctx, min(time.Since(start), maxRest))
 	}
 }
+
+// maxRest bounds the rest between passes.
+const maxRest = time.Second
 
 // watch triggers on every change under prefix, re-watching from the
 // current revision when the store drops the watcher.
