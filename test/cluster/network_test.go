@@ -124,9 +124,12 @@ func TestOverlayCrossHost(t *testing.T) {
 		out, err := inNetNS(nsA, 5, "ping", "-c", "1", "-W", "2", ips[b.name].String())
 		return err == nil, fmt.Sprintf("ping %s from %s: %v %s", ips[b.name], ips[a.name], err, out)
 	})
-	if out, err := get(url(b, "/")); err != nil || !strings.Contains(out, "hello from berth") {
-		t.Fatalf("HTTP from A's instance to B's: %v %s", err, out)
-	}
+	// Running is the container's state, not its server's: httpd may take
+	// a moment to listen.
+	c.eventually(30*time.Second, func() (bool, string) {
+		out, err := get(url(b, "/"))
+		return err == nil && strings.Contains(out, "hello from berth"), fmt.Sprintf("HTTP from A's instance to B's: %v %s", err, out)
+	})
 	out, err := get(url(b, "/cgi-bin/ip"))
 	from, _ := netip.ParseAddr(strings.Trim(strings.TrimPrefix(strings.TrimSpace(out), "from="), "[]"))
 	if err != nil || from.Unmap() != ips[a.name] {
