@@ -23,8 +23,8 @@ func TestBenchClusterSmall(t *testing.T) {
 		t.Fatalf("berth bench cluster: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want a header and one row, got:\n%s", stdout.String())
+	if len(lines) != 3 || !strings.HasPrefix(lines[2], "one apply: p50 ") {
+		t.Fatalf("want a header, one row and the apply latency, got:\n%s", stdout.String())
 	}
 	header, row := strings.Split(lines[0], "\t"), strings.Split(lines[1], "\t")
 	if len(header) != len(row) {
