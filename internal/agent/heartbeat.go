@@ -91,6 +91,7 @@ type nodeBeat struct {
 	known   store.Object[model.Node] // as last read or written; ModRev 0: read it
 	other   int64                    // the other possible ModRev of known, 0 when sure
 	written bool                     // learned: the store writes beats that change nothing else
+	noAlone bool                     // learned: the store never takes a beat without the node
 }
 
 // beater is a store that takes a heartbeat without the node object
@@ -103,12 +104,13 @@ type beater interface {
 // beat applies mutate to the node and writes it; a beat that changes
 // nothing but the time goes alone to a store that takes that.
 func (b *nodeBeat) beat(ctx context.Context, s store.Store, key string, mutate func(*model.Node)) error {
-	if bs, ok := s.(beater); ok && b.known.ModRev != 0 && b.other == 0 {
+	if bs, ok := s.(beater); ok && !b.noAlone && b.known.ModRev != 0 && b.other == 0 {
 		next := b.known.Value
 		mutate(&next)
 		if beatOnly(b.known.Value, next) {
 			err := bs.Beat(ctx, key, b.known.ModRev)
-			if !errors.Is(err, store.ErrConflict) && !errors.Is(err, errors.ErrUnsupported) {
+			b.noAlone = errors.Is(err, errors.ErrUnsupported)
+			if !errors.Is(err, store.ErrConflict) && !b.noAlone {
 				return err
 			}
 		}

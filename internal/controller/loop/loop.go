@@ -55,6 +55,7 @@ func Run(ctx context.Context, o Options, reconcile func(ctx context.Context) (ag
 		}
 		start := time.Now()
 		again, err := reconcile(ctx)
+		took := time.Since(start)
 		if err != nil && ctx.Err() == nil {
 			o.Log.Warn("reconcile failed", "loop", o.Name, "err", err)
 			again = true
@@ -67,7 +68,7 @@ func Run(ctx context.Context, o Options, reconcile func(ctx context.Context) (ag
 		// share the next pass. Cheap passes (a small cluster) hardly
 		// wait; a loop over thousands of nodes spends at most half its
 		// time reconciling instead of one pass per node that joins.
-		ctxsleep.Sleep(ctx, min(time.Since(start), maxRest))
+		ctxsleep.Sleep(ctx, min(took, maxRest))
 	}
 }
 
