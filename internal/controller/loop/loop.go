@@ -53,6 +53,9 @@ func Run(ctx context.Context, o Options, reconcile func(ctx context.Context) (ag
 		case <-kick:
 		case <-tick.C:
 		}
+		if ctx.Err() != nil {
+			return // select picks among ready cases at random
+		}
 		start := time.Now()
 		again, err := reconcile(ctx)
 		took := time.Since(start)

@@ -29,6 +29,9 @@ func TestSlowPassesRestBetweenChanges(t *testing.T) {
 			start := time.Now()
 			kvs, _, err := st.List(ctx, "/k/")
 			time.Sleep(20 * time.Millisecond) // a pass over thousands of nodes
+			if err != nil {
+				return false, err
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if first.IsZero() {
@@ -36,7 +39,7 @@ func TestSlowPassesRestBetweenChanges(t *testing.T) {
 			}
 			busy += time.Since(start)
 			last, seen = time.Now(), len(kvs)
-			return false, err
+			return false, nil
 		})
 	}()
 	const writes = 100
