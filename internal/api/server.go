@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/state"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/workers"
 )
 
 // LogSource streams an instance's logs from wherever it runs.
@@ -66,6 +67,9 @@ type Server struct {
 	nodeWatch nodeWatch
 	// sessions are the agents' sessions (session.go).
 	sessions sessionHub
+	// frameWorkers handle the sessions' frames, so that each session's
+	// own goroutine, waiting in Read, keeps a small stack.
+	frameWorkers *workers.Pool
 	// tokenUses counts joins per token (tokenuses.go).
 	tokenUses *tokenUses
 }
@@ -80,7 +84,7 @@ func New(opts Options) *Server {
 	}
 	opts.State = state.Or(opts.State, opts.Store, opts.Log)
 	s := &Server{opts: opts, apps: &apps.Service{Store: opts.Store}, mux: http.NewServeMux(),
-		token: sha256.Sum256([]byte(opts.AdminToken)), log: opts.Log, tokenUses: newTokenUses(opts.Store)}
+		token: sha256.Sum256([]byte(opts.AdminToken)), log: opts.Log, tokenUses: newTokenUses(opts.Store), frameWorkers: workers.New(0, 0)}
 	s.routes()
 	return s
 }

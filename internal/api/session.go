@@ -29,9 +29,10 @@ import (
 // sessions"). It is an HTTP/1.1 upgrade of GET /v1/agent/session on the
 // API port, so it has the agent's mutual-TLS identity, checked again on
 // every call as a request's is. One goroutine per session reads frames
-// and answers reads inline; a Txn, which waits for its commit, runs on a
-// goroutine of its own; watch events are written by a few writers that
-// all sessions share (sessionHub), woken by the fan-out.
+// and waits while a shared worker (Server.frameWorkers) decodes and
+// answers each; a Txn, which waits for its commit, goes on without the
+// session waiting; watch events are written by a few writers that all
+// sessions share (sessionHub), woken by the fan-out.
 
 const (
 	// sessionWriters write watch events and progress lines of all
@@ -154,13 +155,24 @@ func (as *agentSession) serve() {
 		if err != nil {
 			return
 		}
-		var f remote.Frame
-		if err := json.Unmarshal(line, &f); err != nil {
-			as.reply(0, nil, refuse(http.StatusBadRequest, "invalid", "session frame: "+err.Error()))
+		// The line stays valid until the next read, after Do.
+		var broken bool
+		as.s.frameWorkers.Do(func() { broken = !as.handleLine(line) })
+		if broken {
 			return // a peer that breaks framing is not worth resyncing with
 		}
-		as.handle(f)
 	}
+}
+
+// handleLine decodes and handles one frame; false if it is not a frame.
+func (as *agentSession) handleLine(line []byte) bool {
+	var f remote.Frame
+	if err := json.Unmarshal(line, &f); err != nil {
+		as.reply(0, nil, refuse(http.StatusBadRequest, "invalid", "session frame: "+err.Error()))
+		return false
+	}
+	as.handle(f)
+	return true
 }
 
 func (as *agentSession) handle(f remote.Frame) {
@@ -190,10 +202,10 @@ func (as *agentSession) handle(f remote.Frame) {
 			as.reply(f.ID, nil, refuse(http.StatusBadRequest, "invalid", "txn: missing"))
 			return
 		}
-		go func() {
+		as.s.frameWorkers.Go(func() { // it waits for the commit
 			rev, err := as.s.txnAs(as.ctx, as.z, *f.Txn)
 			as.reply(f.ID, &remote.Frame{Rev: rev, Heartbeat: as.s.heartbeatInterval()}, err)
-		}()
+		})
 	case "beat":
 		as.reply(f.ID, &remote.Frame{Rev: f.Rev, Heartbeat: as.s.heartbeatInterval()}, as.z.beat(as.ctx, f.Key, f.Rev))
 	case "watch":
