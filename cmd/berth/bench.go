@@ -152,7 +152,7 @@ func newBenchCluster() *cobra.Command {
 	cmd.Flags().IntVar(&o.ApplyClients, "apply-clients", 8, "clients applying the apps at once (as many as apps: all submitted at once)")
 	cmd.Flags().StringVar(&o.Pprof, "pprof", "", "serve the server's net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	cmd.Flags().DurationVar(&o.Settle, "settle", 0, "let the joined fleet idle this long before applying, and report the server's idle CPU")
-	cmd.Flags().StringVar(&o.ServerMemLimit, "server-gomemlimit", "", "the server's GOMEMLIMIT (Go's soft memory limit, e.g. 300MiB)")
+	cmd.Flags().StringVar(&o.ServerMemoryLimit, "server-memory-limit", "", "the server's --memory-limit (Go's soft memory limit, e.g. 215MiB)")
 	cmd.Flags().IntVar(&o.AgentsNice, "agents-nice", 10, "nice value of the simulated agents' process: real agents run on other hosts, so the server comes first (0: equal priority)")
 	cmd.Flags().StringVar(&o.AgentsPprof, "pprof-agents", "", "serve the simulated agents' process's net/http/pprof on this loopback address")
 	cmd.AddCommand(newBenchClusterAgents())

@@ -29,7 +29,7 @@ func newLogger(level string) (*slog.Logger, error) {
 
 func newServer() *cobra.Command {
 	o := daemon.ServerOptions{WriteContext: true}
-	var logLevel string
+	var logLevel, memoryLimit string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the berth control plane: API (TLS), controllers and store, without an agent",
@@ -50,6 +50,9 @@ host work with no flags.`,
 			if o.Log, err = newLogger(logLevel); err != nil {
 				return err
 			}
+			if err := setMemoryLimit(memoryLimit); err != nil {
+				return err
+			}
 			o.Version = version
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -65,6 +68,7 @@ host work with no flags.`,
 	f.DurationVar(&o.Nodes.RecoverAfter, "node-recover-after", nodes.DefaultRecoverAfter, "a down node must heartbeat steadily this long before it gets work again")
 	f.DurationVar(&o.ClientCertTTL, "agent-cert-ttl", 24*time.Hour, "lifetime of agent certificates (renewed at 2/3)")
 	clusterNetworkFlags(f, &o.Network)
+	f.StringVar(&memoryLimit, "memory-limit", "", "soft memory limit of the server process (e.g. 256MiB; Go's GOMEMLIMIT): the GC works harder to stay under it (docs/cluster.md, \"Scale\")")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

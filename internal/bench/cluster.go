@@ -48,8 +48,9 @@ type ClusterOptions struct {
 	// AgentsNice is the simulated agents' process's nice value (0: the
 	// server's priority).
 	AgentsNice int
-	// ServerMemLimit, if set, is the server's GOMEMLIMIT (e.g. 300MiB).
-	ServerMemLimit string
+	// ServerMemoryLimit, if set, is the server's --memory-limit (Go's
+	// soft memory limit, e.g. 215MiB).
+	ServerMemoryLimit string
 	// Settle is how long the joined fleet idles before the apps are
 	// applied; IdleServerCPU is the server's CPU use over it.
 	Settle time.Duration
@@ -130,13 +131,11 @@ func RunCluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 	l.Close()
 	ctxFile := filepath.Join(dir, "context.json")
 	srv := exec.Command(self, "server", "--data-dir", filepath.Join(dir, "server"), "--listen", listen, "--log-level", "error",
-		"--cluster-cidr", benchClusterCIDR) // a subnet for each of thousands of nodes
+		"--cluster-cidr", benchClusterCIDR, // a subnet for each of thousands of nodes
+		"--memory-limit", o.ServerMemoryLimit)
 	srv.Env = append(os.Environ(), "BERTH_CONFIG="+ctxFile)
 	if o.Pprof != "" {
 		srv.Env = append(srv.Env, PprofEnv+"="+o.Pprof)
-	}
-	if o.ServerMemLimit != "" {
-		srv.Env = append(srv.Env, "GOMEMLIMIT="+o.ServerMemLimit)
 	}
 	srv.Stderr = o.Out
 	// The server dies with the benchmark, even if it is killed.

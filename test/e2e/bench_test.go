@@ -16,7 +16,7 @@ import (
 func TestBenchClusterSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "bench", "cluster", "--nodes", "4", "--instances", "40", "--per-app", "10", "--apply-clients", "2")
+	cmd := exec.CommandContext(ctx, binary, "bench", "cluster", "--nodes", "4", "--instances", "40", "--per-app", "10", "--apply-clients", "2", "--server-memory-limit", "200MiB")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
