@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,11 @@ func (c *Controller) Run(ctx context.Context) {
 
 // Reconcile runs one scheduling pass; again is true after a lost race.
 func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
+	// Most passes (status writes, heartbeats) find nothing to place: they
+	// end here, without reading the placement keys of every node.
+	if objs, err := c.o.State.Instances.List(ctx); err != nil || !slices.ContainsFunc(objs, unplaced) {
+		return false, err
+	}
 	// Read placement keys before instances: a plan committed after this
 	// read bumps a key we compare against, so we cannot miss it.
 	pkeys, _, err := c.o.Store.List(ctx, model.PrefixPlacements)
@@ -80,7 +86,7 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 	var pending []*store.Object[model.Instance]
 	for _, o := range objs {
 		snap.InstanceRefs = append(snap.InstanceRefs, &o.Value)
-		if o.Value.Active() && o.Value.Node == "" {
+		if unplaced(o) {
 			pending = append(pending, o)
 		}
 	}
@@ -115,6 +121,11 @@ func (c *Controller) Reconcile(ctx context.Context) (bool, error) {
 		c.refuse(ctx, byID[f.InstanceID], f.Reason)
 	}
 	return false, nil
+}
+
+// unplaced reports whether o waits for a node.
+func unplaced(o *store.Object[model.Instance]) bool {
+	return o.Value.Active() && o.Value.Node == ""
 }
 
 // spec returns the template of the instance's revision, cached per pass.

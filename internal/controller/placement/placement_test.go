@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,5 +155,53 @@ func mustPut(t *testing.T, s store.Store, key string, v any) {
 	t.Helper()
 	if _, err := store.PutJSON(context.Background(), s, key, v, 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// listCounter counts Lists of the placement keys.
+type listCounter struct {
+	store.Store
+	lists atomic.Int32
+}
+
+func (l *listCounter) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
+	if prefix == model.PrefixPlacements {
+		l.lists.Add(1)
+	}
+	return l.Store.List(ctx, prefix)
+}
+
+// A pass with nothing to place (most are: status writes, heartbeats)
+// does not read every node's placement key.
+func TestPassWithNothingToPlaceReadsNoPlacementKeys(t *testing.T) {
+	lc := &listCounter{Store: seed(t)}
+	c := New(Options{Store: lc, Events: events.NewRecorder(lc, nil)})
+	ctx := context.Background()
+	if _, err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := lc.lists.Load(); n != 1 {
+		t.Fatalf("the pass that placed listed placement keys %d times, want 1", n)
+	}
+	checkPlacements(t, lc.Store, 5)
+	// The 15 that did not fit are stopped: nothing is left to place.
+	insts, err := store.ListValues[model.Instance](ctx, lc.Store, model.PrefixInstances)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range insts {
+		if in.Node == "" {
+			in.Desired = model.DesiredStop
+			b, _ := json.Marshal(in)
+			if _, err := lc.Store.Txn(ctx, store.Txn{Ops: []store.Op{store.Put(in.Key(), b)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := lc.lists.Load(); n != 1 {
+		t.Fatalf("a pass with nothing to place listed placement keys (%d lists in all)", n-1)
 	}
 }
