@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -243,8 +244,13 @@ func (z nodeAuthz) beat(ctx context.Context, key string, modRev int64) error {
 	return nil
 }
 
-// sameJSON reports whether a and b encode to the same JSON.
+// sameJSON reports whether a and b encode to the same JSON. Values that
+// are deeply equal do (the usual case: a status write), without encoding
+// both; others may still (a nil and an empty map).
 func sameJSON(a, b any) (bool, error) {
+	if reflect.DeepEqual(a, b) {
+		return true, nil
+	}
 	x, err := json.Marshal(a)
 	if err != nil {
 		return false, err
