@@ -48,17 +48,24 @@ func TestConformance(t *testing.T) {
 		storetest.WithCompaction(history))
 }
 
-func TestReopenKeepsDataAndHistory(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "berth.db")
-	s, err := Open(p, Options{})
+// closedStoreWithTwoRevisions writes /k twice (v1, v2) to a new store
+// file and closes it; it returns the file and the two revisions.
+func closedStoreWithTwoRevisions(t *testing.T) (path string, r1, r2 int64) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "berth.db")
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r1 := put(t, s, "/k", "v1")
-	r2 := put(t, s, "/k", "v2")
+	r1 = put(t, s, "/k", "v1")
+	r2 = put(t, s, "/k", "v2")
 	s.Close()
+	return path, r1, r2
+}
 
-	s, err = Open(p, Options{})
+func TestReopenKeepsDataAndHistory(t *testing.T) {
+	p, r1, r2 := closedStoreWithTwoRevisions(t)
+	s, err := Open(p, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -38,14 +37,7 @@ func TestLogRecordRoundTrip(t *testing.T) {
 
 // A store whose change log was written in the old JSON format replays it.
 func TestJSONChangeLogStillReplays(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "berth.db")
-	s, err := Open(p, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r1 := put(t, s, "/k", "v1")
-	r2 := put(t, s, "/k", "v2")
-	s.Close()
+	p, r1, r2 := closedStoreWithTwoRevisions(t)
 	db, err := bbolt.Open(p, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +55,7 @@ func TestJSONChangeLogStillReplays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(p, Options{})
+	s, err := Open(p, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
